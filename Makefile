@@ -1,0 +1,58 @@
+# agentpersistence — the one entry point. `make help` lists the targets.
+SHELL := bash
+.DEFAULT_GOAL := help
+.SUFFIXES:
+
+CACHE ?= $(HOME)/.cache/agentpersistence
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+export AGENTPERSISTENCE_CACHE := $(CACHE)
+export PIP_CACHE_DIR := $(CACHE)/pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test test-fast lint format bench testenv clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements/dev.txt requirements/constraints.txt client/pyproject.toml sidecar/pyproject.toml
+	@echo "==> building $(VENV) (pip cache: $(PIP_CACHE_DIR))"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -r requirements/dev.txt -c requirements/constraints.txt
+	@touch $@
+
+install: $(STAMP) ## Build .venv with client, sidecar and the test tools (editable)
+
+demo: install ## Run an agent interrupted in one process and resumed in another (embedded Valkey + sidecar)
+	@$(PY) demo/run.py
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@echo "==> mypy --strict"
+	@$(VENV)/bin/mypy client/src sidecar/src tests bench demo
+
+format: install ## Apply ruff's fixes and formatting
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+testenv: ## Build kube-apiserver, etcd, kubectl and helm into the cache (first run: minutes)
+	@bash tests/testenv/build.sh
+
+test: lint testenv ## Lint, type-check and run every test tier
+	@echo "==> pytest"
+	@$(PY) -m pytest
+
+test-fast: install ## Tests without the Kubernetes control plane
+	@$(PY) -m pytest -m "not controlplane"
+
+bench: install ## Latency of SidecarSaver against in-process savers, side by side
+	@$(PY) -m bench
+
+clean: ## Remove .venv and build litter (the download cache stays)
+	rm -rf $(VENV) .mypy_cache .ruff_cache client/src/*.egg-info sidecar/src/*.egg-info

@@ -1,0 +1,378 @@
+"""``SidecarSaver``: a LangGraph checkpointer whose storage lives in the sidecar.
+
+All of LangGraph's checkpoint semantics that a backend must not re-decide live here:
+values are serialized with the saver's serde before they leave the process, metadata is
+sent as JSON, pending-write indexes come from ``WRITES_IDX_MAP``, and pending writes come
+back in ``writes_sort_key`` order. The sidecar only ever sees ``(type, bytes)`` blobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from . import _transport
+from .protocol import messages as m
+from .protocol import routes
+from .protocol.errors import RequestRejected, SidecarUnavailable
+
+DEFAULT_TIMEOUT = 10.0
+_PAGE = 100
+
+
+class SidecarSaver(BaseCheckpointSaver[str]):
+    """Checkpointer backed by the agentpersistence sidecar; sync and async on one object.
+
+    Args:
+        socket_path: the sidecar's unix socket; defaults to ``$AGENTPERSISTENCE_SOCKET``,
+            then ``/var/run/agentpersistence/sidecar.sock``.
+        timeout: the deadline of each call, in seconds. A call that cannot reach the
+            sidecar keeps retrying until then and raises ``SidecarUnavailable``.
+        serde: LangGraph serializer for checkpoints and writes (the default is LangGraph's).
+        transport: where calls go; by default a unix-socket transport to ``socket_path``.
+    """
+
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        serde: SerializerProtocol | None = None,
+        transport: _transport.Transport | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.timeout = timeout
+        self.transport: _transport.Transport = transport or _transport.SocketTransport(
+            _transport.resolve_socket_path(socket_path)
+        )
+
+    # --- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> SidecarSaver:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SidecarSaver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the sidecar reports ready, or raise ``SidecarUnavailable``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                ready = self.transport.call(routes.READY, m.Empty(), max(remaining, 0.001))
+            except SidecarUnavailable:
+                ready = None
+            if ready is not None and ready.ready:
+                return
+            if time.monotonic() >= deadline:
+                raise SidecarUnavailable(_not_ready_message(timeout, ready))
+            time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
+
+    async def await_ready(self, timeout: float = 30.0) -> None:
+        """Async twin of :meth:`wait_ready`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                ready = await self.transport.acall(routes.READY, m.Empty(), max(remaining, 0.001))
+            except SidecarUnavailable:
+                ready = None
+            if ready is not None and ready.ready:
+                return
+            if time.monotonic() >= deadline:
+                raise SidecarUnavailable(_not_ready_message(timeout, ready))
+            await asyncio.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
+
+    # --- sync API ------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        resp = self.transport.call(routes.CHECKPOINT_GET_TUPLE, _get_request(config), self.timeout)
+        return None if resp.record is None else self._tuple(resp.record)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        request: m.ListRequest | None = _list_request(config, filter, before, limit)
+        remaining = limit
+        while request is not None:
+            page = self.transport.call(routes.CHECKPOINT_LIST, request, self.timeout)
+            for record in page.records:
+                yield self._tuple(record)
+            request, remaining = _next_page(request, page, remaining)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        request = self._put_request(config, checkpoint, metadata)
+        self.transport.call(routes.CHECKPOINT_PUT, request, self.timeout)
+        return _stored_config(request.record)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        request = self._writes_request(config, writes, task_id, task_path)
+        self.transport.call(routes.CHECKPOINT_PUT_WRITES, request, self.timeout)
+
+    def delete_thread(self, thread_id: str) -> None:
+        request = m.DeleteThreadRequest(_thread_id(thread_id))
+        self.transport.call(routes.CHECKPOINT_DELETE_THREAD, request, self.timeout)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        request = m.DeleteForRunsRequest([str(r) for r in run_ids])
+        self.transport.call(routes.CHECKPOINT_DELETE_FOR_RUNS, request, self.timeout)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        request = m.CopyThreadRequest(_thread_id(source_thread_id), _thread_id(target_thread_id))
+        self.transport.call(routes.CHECKPOINT_COPY_THREAD, request, self.timeout)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        request = m.PruneRequest([_thread_id(t) for t in thread_ids], strategy)
+        self.transport.call(routes.CHECKPOINT_PRUNE, request, self.timeout)
+
+    # --- async API -----------------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        resp = await self.transport.acall(
+            routes.CHECKPOINT_GET_TUPLE, _get_request(config), self.timeout
+        )
+        return None if resp.record is None else self._tuple(resp.record)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        request: m.ListRequest | None = _list_request(config, filter, before, limit)
+        remaining = limit
+        while request is not None:
+            page = await self.transport.acall(routes.CHECKPOINT_LIST, request, self.timeout)
+            for record in page.records:
+                yield self._tuple(record)
+            request, remaining = _next_page(request, page, remaining)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        request = self._put_request(config, checkpoint, metadata)
+        await self.transport.acall(routes.CHECKPOINT_PUT, request, self.timeout)
+        return _stored_config(request.record)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        request = self._writes_request(config, writes, task_id, task_path)
+        await self.transport.acall(routes.CHECKPOINT_PUT_WRITES, request, self.timeout)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        request = m.DeleteThreadRequest(_thread_id(thread_id))
+        await self.transport.acall(routes.CHECKPOINT_DELETE_THREAD, request, self.timeout)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        request = m.DeleteForRunsRequest([str(r) for r in run_ids])
+        await self.transport.acall(routes.CHECKPOINT_DELETE_FOR_RUNS, request, self.timeout)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        request = m.CopyThreadRequest(_thread_id(source_thread_id), _thread_id(target_thread_id))
+        await self.transport.acall(routes.CHECKPOINT_COPY_THREAD, request, self.timeout)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        request = m.PruneRequest([_thread_id(t) for t in thread_ids], strategy)
+        await self.transport.acall(routes.CHECKPOINT_PRUNE, request, self.timeout)
+
+    # --- versions ------------------------------------------------------------------------
+
+    def get_next_version(self, current: str | int | None, channel: None) -> str:
+        """Zero-padded integer versions with a random suffix: ordered as strings."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(current.split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
+
+    # --- conversions ---------------------------------------------------------------------
+
+    def _put_request(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
+    ) -> m.PutRequest:
+        conf = config["configurable"]
+        kind, data = self.serde.dumps_typed(checkpoint)
+        meta = get_serializable_checkpoint_metadata(config, metadata)
+        run_id = meta.get("run_id")
+        record = m.CheckpointRecord(
+            thread_id=_thread_id(conf["thread_id"]),
+            checkpoint_ns=conf.get("checkpoint_ns", ""),
+            checkpoint_id=checkpoint["id"],
+            parent_checkpoint_id=conf.get("checkpoint_id"),
+            type=kind,
+            checkpoint=data,
+            metadata=_metadata_json(meta),
+        )
+        return m.PutRequest(record, run_id if isinstance(run_id, str) else None)
+
+    def _writes_request(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> m.PutWritesRequest:
+        conf = config["configurable"]
+        items = []
+        for i, (channel, value) in enumerate(writes):
+            kind, data = self.serde.dumps_typed(value)
+            idx = WRITES_IDX_MAP.get(channel, i)
+            items.append(m.PendingWrite(task_id, idx, channel, kind, data, task_path))
+        return m.PutWritesRequest(
+            thread_id=_thread_id(conf["thread_id"]),
+            checkpoint_ns=conf.get("checkpoint_ns", ""),
+            checkpoint_id=conf["checkpoint_id"],
+            writes=items,
+        )
+
+    def _tuple(self, record: m.CheckpointRecord) -> CheckpointTuple:
+        loads = self.serde.loads_typed
+        writes = sorted(record.writes, key=lambda w: writes_sort_key(w.task_path, w.task_id, w.idx))
+        parent = record.parent_checkpoint_id
+        return CheckpointTuple(
+            config=_config(record.thread_id, record.checkpoint_ns, record.checkpoint_id),
+            checkpoint=loads((record.type, record.checkpoint)),
+            metadata=json.loads(record.metadata),
+            parent_config=_config(record.thread_id, record.checkpoint_ns, parent)
+            if parent
+            else None,
+            pending_writes=[(w.task_id, w.channel, loads((w.type, w.value))) for w in writes],
+        )
+
+
+def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def _stored_config(record: m.CheckpointRecord) -> RunnableConfig:
+    return _config(record.thread_id, record.checkpoint_ns, record.checkpoint_id)
+
+
+def _thread_id(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise RequestRejected(f"thread_id must be a string, got {type(value).__name__}")
+
+
+def _metadata_json(metadata: object) -> bytes:
+    try:
+        return json.dumps(metadata, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise RequestRejected(
+            f"checkpoint metadata must be JSON-serializable ({exc}); "
+            "keep metadata to strings, numbers, booleans, lists and dicts"
+        ) from None
+
+
+def _get_request(config: RunnableConfig) -> m.GetTupleRequest:
+    conf = config["configurable"]
+    return m.GetTupleRequest(
+        thread_id=_thread_id(conf["thread_id"]),
+        checkpoint_ns=conf.get("checkpoint_ns", ""),
+        checkpoint_id=get_checkpoint_id(config),
+    )
+
+
+def _list_request(
+    config: RunnableConfig | None,
+    filter: dict[str, Any] | None,
+    before: RunnableConfig | None,
+    limit: int | None,
+) -> m.ListRequest | None:
+    if limit is not None and limit <= 0:
+        return None
+    conf = config["configurable"] if config else {}
+    return m.ListRequest(
+        thread_id=_thread_id(conf["thread_id"]) if "thread_id" in conf else None,
+        checkpoint_ns=conf.get("checkpoint_ns"),
+        checkpoint_id=conf.get("checkpoint_id"),
+        before_id=get_checkpoint_id(before) if before else None,
+        filter=_metadata_json(filter) if filter else None,
+        limit=min(limit, _PAGE) if limit is not None else _PAGE,
+    )
+
+
+def _next_page(
+    request: m.ListRequest, page: m.ListResponse, remaining: int | None
+) -> tuple[m.ListRequest | None, int | None]:
+    """The request for the page after ``page``, and how much of the caller's limit is left."""
+    if remaining is not None:
+        remaining -= len(page.records)
+    if page.cursor is None or (remaining is not None and remaining <= 0):
+        return None, remaining
+    size = _PAGE if remaining is None else min(remaining, _PAGE)
+    return dataclasses.replace(request, limit=size, cursor=page.cursor), remaining
+
+
+def _not_ready_message(timeout: float, ready: m.ReadyResponse | None) -> str:
+    if ready is None:
+        return f"the sidecar did not answer within {timeout:g}s"
+    failing = [f"{b.block}/{b.backend}: {b.message}" for b in ready.backends if not b.ok]
+    return f"the sidecar is up but not ready after {timeout:g}s ({'; '.join(failing)})"

@@ -1,0 +1,58 @@
+"""The routes of protocol version 1: the one list both ends are built from.
+
+A route has a dotted name (used in frames), an HTTP path (``/v1/<name with slashes>``) and
+its request and response message types. The sidecar registers a handler for every route
+and the client has a method for every route; a test holds both to this list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from . import messages as m
+
+PROTOCOL_VERSION = 1
+PROTOCOL_HEADER = "X-AgentPersistence-Protocol"
+CONTENT_TYPE = "application/msgpack"
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+@dataclass(frozen=True)
+class Route(Generic[Req, Resp]):
+    name: str
+    request: type[Req]
+    response: type[Resp]
+
+    @property
+    def path(self) -> str:
+        return f"/v{PROTOCOL_VERSION}/" + self.name.replace(".", "/")
+
+
+READY = Route("sidecar.ready", m.Empty, m.ReadyResponse)
+
+CHECKPOINT_GET_TUPLE = Route("checkpoint.get_tuple", m.GetTupleRequest, m.GetTupleResponse)
+CHECKPOINT_LIST = Route("checkpoint.list", m.ListRequest, m.ListResponse)
+CHECKPOINT_PUT = Route("checkpoint.put", m.PutRequest, m.Empty)
+CHECKPOINT_PUT_WRITES = Route("checkpoint.put_writes", m.PutWritesRequest, m.Empty)
+CHECKPOINT_DELETE_THREAD = Route("checkpoint.delete_thread", m.DeleteThreadRequest, m.Empty)
+CHECKPOINT_DELETE_FOR_RUNS = Route("checkpoint.delete_for_runs", m.DeleteForRunsRequest, m.Empty)
+CHECKPOINT_COPY_THREAD = Route("checkpoint.copy_thread", m.CopyThreadRequest, m.Empty)
+CHECKPOINT_PRUNE = Route("checkpoint.prune", m.PruneRequest, m.Empty)
+
+ROUTES: dict[str, Route[object, object]] = {
+    r.name: r  # type: ignore[misc]
+    for r in (
+        READY,
+        CHECKPOINT_GET_TUPLE,
+        CHECKPOINT_LIST,
+        CHECKPOINT_PUT,
+        CHECKPOINT_PUT_WRITES,
+        CHECKPOINT_DELETE_THREAD,
+        CHECKPOINT_DELETE_FOR_RUNS,
+        CHECKPOINT_COPY_THREAD,
+        CHECKPOINT_PRUNE,
+    )
+}

@@ -1,0 +1,100 @@
+"""One request in, one ``(status, body)`` out: the seam both framings and the in-process
+transport share, and the one place where exceptions become protocol errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from agentpersistence.client.protocol import errors
+from agentpersistence.client.protocol.messages import decode
+from agentpersistence.client.protocol.routes import ROUTES, Route
+
+from .handlers.base import RouteHandler, RouteTable
+from .metrics import Metrics, RouteRecorder
+
+log = logging.getLogger("agentpersistence.sidecar")
+
+_BLOCK_OF_ROUTE = {"checkpoint": "checkpointer", "store": "store", "cache": "cache"}
+
+
+class Dispatcher:
+    def __init__(self, table: RouteTable, metrics: Metrics, max_deadline: float) -> None:
+        self._entries: dict[str, tuple[Route[Any, Any], RouteHandler, RouteRecorder]] = {
+            name: (ROUTES[name], handler, metrics.recorder(name, handler.backend))
+            for name, handler in table.items()
+        }
+        self.max_deadline = max_deadline
+        self.routes = frozenset(table)
+
+    async def dispatch(self, name: str, body: object, deadline_ms: int | None) -> tuple[int, Any]:
+        """Serve a request in its wire form (a decoded msgpack map)."""
+        return await self._serve(name, body, deadline_ms, wire=True)
+
+    async def dispatch_message(
+        self, name: str, request: object, deadline_ms: int | None
+    ) -> tuple[int, Any]:
+        """Serve a request that is already a message object (the in-process transport)."""
+        return await self._serve(name, request, deadline_ms, wire=False)
+
+    async def _serve(
+        self, name: str, body: object, deadline_ms: int | None, *, wire: bool
+    ) -> tuple[int, Any]:
+        entry = self._entries.get(name)
+        if entry is None:
+            return _error(self._missing(name))
+        route, handler, recorder = entry
+        started = time.perf_counter()
+        code = "ok"
+        try:
+            request = decode(route.request, body) if wire else _check_type(route, body)
+            async with asyncio.timeout(self._budget(deadline_ms)):
+                return 200, await handler.call(request)
+        except errors.SidecarError as exc:
+            code = exc.code
+            _log_error(name, exc)
+            return _error(exc)
+        except TimeoutError:
+            late = errors.DeadlineExceeded(f"{name} did not finish within the caller's deadline")
+            code = late.code
+            _log_error(name, late)
+            return _error(late)
+        except Exception:
+            log.exception("request failed", extra={"route": name})
+            code = errors.SidecarError.code
+            return _error(errors.SidecarError(f"{name} failed inside the sidecar"))
+        finally:
+            recorder.observe(time.perf_counter() - started, code)
+
+    def _budget(self, deadline_ms: int | None) -> float:
+        if deadline_ms is None:
+            return self.max_deadline
+        return min(max(deadline_ms, 1) / 1000.0, self.max_deadline)
+
+    def _missing(self, name: str) -> errors.SidecarError:
+        route = ROUTES.get(name)
+        if route is None:
+            return errors.UnknownRoute(f"no route named {name!r} in protocol version 1")
+        block = _BLOCK_OF_ROUTE.get(route.name.split(".")[0], route.name)
+        return errors.NotConfigured(f"{name} needs a {block!r} block in the sidecar config")
+
+
+def _check_type(route: Route[Any, Any], request: object) -> object:
+    if not isinstance(request, route.request):
+        raise errors.RequestRejected(
+            f"{route.name} takes a {route.request.__name__}, got {type(request).__name__}"
+        )
+    return request
+
+
+def _error(exc: errors.SidecarError) -> tuple[int, Any]:
+    return exc.status, exc.to_wire()
+
+
+def _log_error(route: str, exc: errors.SidecarError) -> None:
+    level = logging.WARNING if exc.status < 500 else logging.ERROR
+    log.log(
+        level, "request refused", extra={"route": route, "code": exc.code, "error": exc.message}
+    )

@@ -1,0 +1,275 @@
+"""The unix socket: one listener, two framings, and the sidecar's lifecycle.
+
+The first byte of a connection decides its framing: ``\\x00`` starts the lean frame
+protocol of :mod:`agentpersistence.client.protocol.framing` (the client's hot path), any
+other byte is HTTP/1.1 handed to aiohttp. Both reach the same :class:`Dispatcher`.
+
+The socket is bound under a temporary name, given mode 0660 and renamed into place once
+the backends are started, so its appearance means the sidecar is ready. On SIGTERM the
+socket is removed first (new calls fail fast and the client retries), in-flight requests
+finish, then backends close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agentpersistence.client.protocol import errors, framing
+from agentpersistence.client.protocol.routes import PROTOCOL_VERSION
+
+from .dispatch import Dispatcher
+
+log = logging.getLogger("agentpersistence.sidecar")
+
+_HEADER = framing.HEADER
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    socket_path: Path
+    max_body_bytes: int = 32 * 1024 * 1024
+    """Largest request accepted, in bytes; larger ones get ``payload_too_large``."""
+    max_deadline_seconds: float = 60.0
+    """Upper bound on a request's run time, whatever deadline the caller sent."""
+    shutdown_grace_seconds: float = 20.0
+    """How long SIGTERM waits for in-flight requests before closing connections."""
+    probe_port: int | None = None
+    """TCP port for /healthz, /readyz and /metrics (kubelet, Prometheus); None: socket only."""
+
+
+class InFlight:
+    """Counts requests being served, so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+class FrameProtocol(asyncio.Protocol):
+    """Length-prefixed msgpack frames; requests on one connection are answered in order."""
+
+    def __init__(self, dispatcher: Dispatcher, max_body: int, inflight: InFlight) -> None:
+        self._dispatcher = dispatcher
+        self._max_body = max_body
+        self._inflight = inflight
+        self._buf = bytearray()
+        self._preface_ok = False
+        self._skip = 0
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._busy = False
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        if not self._preface_ok and not self._read_preface():
+            return
+        while True:
+            if self._skip:
+                dropped = min(self._skip, len(buf))
+                del buf[:dropped]
+                self._skip -= dropped
+                if self._skip:
+                    return
+            if len(buf) < _HEADER.size:
+                return
+            (length,) = _HEADER.unpack_from(buf)
+            if length > self._max_body:
+                del buf[: _HEADER.size]
+                self._skip = length
+                exc = errors.PayloadTooLarge(
+                    f"request frame is over the {self._max_body}-byte limit"
+                )
+                self._respond(exc.status, exc.to_wire())
+                continue
+            end = _HEADER.size + length
+            if len(buf) < end:
+                return
+            payload = bytes(buf[_HEADER.size : end])
+            del buf[:end]
+            self._submit(payload)
+
+    def _read_preface(self) -> bool:
+        if len(self._buf) < len(framing.PREFACE):
+            return False
+        preface = bytes(self._buf[: len(framing.PREFACE)])
+        del self._buf[: len(framing.PREFACE)]
+        if preface[:3] != framing.MAGIC or preface[3] != PROTOCOL_VERSION:
+            exc = errors.ProtocolMismatch(
+                f"the sidecar speaks protocol {PROTOCOL_VERSION}; "
+                f"the client's connection preface was {preface!r}"
+            )
+            self._respond(exc.status, exc.to_wire())
+            if self._transport is not None:
+                self._transport.close()
+            return False
+        self._preface_ok = True
+        return True
+
+    def _submit(self, payload: bytes) -> None:
+        if self._busy:
+            self._queue.append(payload)
+            return
+        self._busy = True
+        self._inflight.enter()
+        asyncio.get_running_loop().create_task(self._serve(payload))
+
+    async def _serve(self, payload: bytes) -> None:
+        try:
+            while True:
+                status, body = await self._answer(payload)
+                self._respond(status, body)
+                if not self._queue:
+                    return
+                payload = self._queue.popleft()
+        finally:
+            self._busy = False
+            self._inflight.leave()
+
+    async def _answer(self, payload: bytes) -> tuple[int, Any]:
+        try:
+            route, deadline_ms, body = framing.parse_request(payload)
+        except errors.SidecarError as exc:
+            return exc.status, exc.to_wire()
+        return await self._dispatcher.dispatch(route, body, deadline_ms)
+
+    def _respond(self, status: int, body: Any) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(framing.frame([status, body]))
+
+
+class _Sniffer(asyncio.Protocol):
+    """Reads the first byte of a connection and hands it to the framing it announces."""
+
+    def __init__(
+        self, frames: Callable[[], FrameProtocol], http: Callable[[], asyncio.Protocol]
+    ) -> None:
+        self._frames = frames
+        self._http = http
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        protocol: asyncio.Protocol = self._frames() if data[:1] == b"\x00" else self._http()
+        self._transport.set_protocol(protocol)
+        protocol.connection_made(self._transport)
+        protocol.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+
+async def bind_socket(
+    path: Path, factory: Callable[[], asyncio.Protocol]
+) -> asyncio.AbstractServer:
+    """Listen on ``path`` with mode 0660; the path appears only once listening."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        staging.unlink()
+    server = await asyncio.get_running_loop().create_unix_server(factory, path=str(staging))
+    os.chmod(staging, 0o660)
+    os.replace(staging, path)
+    return server
+
+
+class SocketServer:
+    """Both framings on one unix socket, plus the optional TCP probe port."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        dispatcher: Dispatcher,
+        app: web.Application,
+        probe_app: web.Application | None,
+    ) -> None:
+        self.settings = settings
+        self._dispatcher = dispatcher
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._probe_runner = (
+            web.AppRunner(probe_app, handle_signals=False, access_log=None) if probe_app else None
+        )
+        self._inflight = InFlight()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        http = self._runner.server
+        assert http is not None
+        max_body = self.settings.max_body_bytes
+
+        def frames() -> FrameProtocol:
+            return FrameProtocol(self._dispatcher, max_body, self._inflight)
+
+        def factory() -> asyncio.Protocol:
+            return _Sniffer(frames, http)
+
+        if self._probe_runner is not None:
+            await self._probe_runner.setup()
+            site = web.TCPSite(self._probe_runner, "0.0.0.0", self.settings.probe_port)
+            await site.start()
+        self._server = await bind_socket(self.settings.socket_path, factory)
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), close connections."""
+        with contextlib.suppress(FileNotFoundError):
+            self.settings.socket_path.unlink()
+        if self._server is not None:
+            self._server.close()
+        grace = self.settings.shutdown_grace_seconds
+        try:
+            async with asyncio.timeout(grace):
+                await self._inflight.wait_idle()
+        except TimeoutError:
+            log.warning(
+                "in-flight requests outlived the grace period",
+                extra={"count": self._inflight.count},
+            )
+        await self._runner.shutdown()
+        await self._runner.cleanup()
+        if self._probe_runner is not None:
+            await self._probe_runner.cleanup()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,98 @@
+"""Assembles the sidecar from its config: backends, route table, dispatcher, servers.
+
+:class:`Sidecar` is also what the in-process transport and the tests build on, so the
+socket is only one way in to the same dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from agentpersistence.client.protocol import messages as m
+from agentpersistence.client.protocol import routes
+
+from . import app as app_module
+from .backends import checkpoint_backend
+from .backends.base import Backend
+from .dispatch import Dispatcher
+from .handlers import build_routes
+from .handlers.base import RouteHandler
+from .metrics import Metrics
+from .server import ServerSettings, SocketServer, install_stop_signals
+from .settings import SidecarConfig
+
+log = logging.getLogger("agentpersistence.sidecar")
+
+
+class Sidecar:
+    def __init__(self, config: SidecarConfig, *, max_deadline: float = 60.0) -> None:
+        self.config = config
+        self.checkpointer = checkpoint_backend(config.checkpointer) if config.checkpointer else None
+        self.backends: list[Backend] = [b for b in (self.checkpointer,) if b is not None]
+        self.metrics = Metrics()
+        table = build_routes(self.checkpointer)
+        table[routes.READY.name] = RouteHandler("sidecar", self._ready)
+        self.dispatcher = Dispatcher(table, self.metrics, max_deadline)
+
+    async def _ready(self, request: m.Empty) -> m.ReadyResponse:
+        return await app_module.readiness(self.backends)
+
+    async def start(self, *, provision: bool = False) -> None:
+        started: list[Backend] = []
+        try:
+            for backend in self.backends:
+                await backend.start()
+                started.append(backend)
+                if provision:
+                    await backend.provision()
+        except BaseException:
+            for backend in reversed(started):
+                await backend.close()
+            raise
+
+    async def close(self) -> None:
+        for backend in reversed(self.backends):
+            try:
+                await backend.close()
+            except Exception:
+                log.exception("closing a backend failed", extra={"backend": backend.name})
+
+
+async def serve(
+    config: SidecarConfig, settings: ServerSettings, *, provision: bool = False
+) -> None:
+    """Run the sidecar until SIGTERM or SIGINT."""
+    began = time.perf_counter()
+    sidecar = Sidecar(config, max_deadline=settings.max_deadline_seconds)
+    await sidecar.start(provision=provision)
+    try:
+        http_app = app_module.build_app(
+            sidecar.dispatcher, sidecar.metrics, sidecar.backends, settings.max_body_bytes
+        )
+        probe_app = (
+            app_module.build_probe_app(sidecar.metrics, sidecar.backends)
+            if settings.probe_port is not None
+            else None
+        )
+        server = SocketServer(settings, sidecar.dispatcher, http_app, probe_app)
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await server.start()
+        log.info(
+            "ready",
+            extra={
+                "socket": str(settings.socket_path),
+                "backends": [b.name for b in sidecar.backends],
+                "startup_ms": round((time.perf_counter() - began) * 1000, 1),
+            },
+        )
+        try:
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await server.stop()
+    finally:
+        await sidecar.close()
+        log.info("stopped")

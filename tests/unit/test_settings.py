@@ -1,0 +1,55 @@
+"""The config file: one model, camelCase like the CR, errors that say where and what."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentpersistence.sidecar.settings import ConfigError, load_config, parse_config
+
+
+def test_valkey_block_in_camel_case() -> None:
+    config = parse_config(
+        {"checkpointer": {"backend": "valkey", "valkey": {"url": "valkey://h:1", "ttlSeconds": 60}}}
+    )
+    assert config.checkpointer is not None
+    assert config.checkpointer.valkey is not None
+    assert config.checkpointer.valkey.ttl_seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({}, "configure at least one block"),
+        ({"checkpointer": {"backend": "cassandra"}}, "checkpointer.backend"),
+        ({"checkpointer": {"backend": "valkey"}}, "needs a 'valkey' block"),
+        (
+            {"checkpointer": {"backend": "memory", "valkey": {"url": "valkey://h"}}},
+            "keep only the block of the chosen backend",
+        ),
+        ({"checkpointer": {"backend": "valkey", "valkey": {"uri": "x"}}}, "valkey.uri"),
+        (
+            {"checkpointer": {"backend": "valkey", "valkey": {"url": "v", "ttlSeconds": 0}}},
+            "ttlSeconds",
+        ),
+        ({"checkpointers": {}}, "checkpointers"),
+    ],
+)
+def test_invalid_configs_name_the_problem(data: object, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        parse_config(data)
+
+
+def test_yaml_and_json_files(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("checkpointer:\n  backend: memory\n")
+    (tmp_path / "c.json").write_text('{"checkpointer": {"backend": "memory"}}')
+    assert load_config(tmp_path / "c.yaml") == load_config(tmp_path / "c.json")
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("checkpointer: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML/JSON"):
+        load_config(tmp_path / "bad.yaml")
