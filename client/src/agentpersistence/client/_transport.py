@@ -1,8 +1,11 @@
 """Transports carry one request to the sidecar and bring back its response.
 
-:class:`SocketTransport` speaks the lean framing over a unix socket, with a pool of
-blocking sockets for the sync API and one pool of stream pairs per event loop for the
-async API. Every operation of the protocol is idempotent (puts are keyed by id, writes by
+:class:`SocketTransport` speaks the lean framing over a unix socket. Sync and async calls
+share one pool of plain sockets: a call takes one, sets its blocking mode for the API it
+serves, and gives it back once a whole response is read, so no socket is tied to an
+event loop that may be gone by the next call.
+
+Every operation of the protocol is idempotent (puts are keyed by id, writes by
 ``(task_id, idx)``), so a call whose connection fails is retried on a fresh connection
 until its deadline; then :class:`SidecarUnavailable` is raised.
 """
@@ -13,7 +16,6 @@ import asyncio
 import os
 import socket
 import time
-import weakref
 from typing import Any, Protocol, TypeVar
 
 from .protocol import framing
@@ -73,9 +75,6 @@ class SocketTransport:
     def __init__(self, path: str) -> None:
         self.path = path
         self._idle: list[socket.socket] = []
-        self._aidle: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
-        ] = weakref.WeakKeyDictionary()
         self._pid = os.getpid()
 
     # --- sync ----------------------------------------------------------------------------
@@ -97,53 +96,23 @@ class SocketTransport:
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
     def _exchange(self, route: str, request: object, deadline: float) -> tuple[int, Any]:
-        self._check_fork()
-        try:
-            sock, fresh = self._idle.pop(), False
-        except IndexError:
-            sock, fresh = self._connect(deadline), True
+        sock, fresh = self._checkout()
         keep = False
         try:
-            out = framing.request_frame(route, _deadline_ms(deadline), request)
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            if fresh:
+                _connect(sock, self.path)
+            out = framing.request_frame(route, _deadline_ms(deadline), request)
             sock.sendall(framing.PREFACE + out if fresh else out)
             status, body = framing.parse_response(_recv_frame(sock))
             keep = status != ProtocolMismatch.status
             return status, body
         except TimeoutError:
-            raise DeadlineExceeded(f"no answer from the sidecar at {self.path} in time") from None
+            raise self._late(fresh) from None
         except (OSError, EOFError) as exc:
             raise _Retry() from exc
         finally:
-            if keep:
-                self._idle.append(sock)
-            else:
-                sock.close()
-
-    def _connect(self, deadline: float) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            sock.connect(self.path)
-        except TimeoutError:
-            sock.close()
-            raise DeadlineExceeded(f"connecting to the sidecar at {self.path} timed out") from None
-        except OSError as exc:
-            sock.close()
-            raise _Retry() from exc
-        return sock
-
-    def _check_fork(self) -> None:
-        if os.getpid() != self._pid:
-            self._pid = os.getpid()
-            self._idle = []
-            self._aidle = weakref.WeakKeyDictionary()
-
-    def _unavailable(self, timeout: float, cause: BaseException | None) -> SidecarError:
-        reason = f": {cause}" if cause else ""
-        return SidecarUnavailable(
-            f"cannot reach the sidecar at {self.path} within {timeout:g}s{reason}"
-        )
+            self._checkin(sock, keep)
 
     # --- async ---------------------------------------------------------------------------
 
@@ -164,74 +133,111 @@ class SocketTransport:
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
     async def _aexchange(self, route: str, request: object, deadline: float) -> tuple[int, Any]:
-        self._check_fork()
-        pool = self._aidle.setdefault(asyncio.get_running_loop(), [])
+        loop = asyncio.get_running_loop()
+        sock, fresh = self._checkout()
         keep = False
-        fresh = not pool
         try:
-            async with asyncio.timeout_at(_loop_deadline(deadline)):
+            sock.setblocking(False)
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 if fresh:
-                    reader, writer = await asyncio.open_unix_connection(self.path)
-                else:
-                    reader, writer = pool.pop()
-        except TimeoutError:
-            raise DeadlineExceeded(f"connecting to the sidecar at {self.path} timed out") from None
-        except OSError as exc:
-            raise _Retry() from exc
-        try:
-            out = framing.request_frame(route, _deadline_ms(deadline), request)
-            writer.write(framing.PREFACE + out if fresh else out)
-            async with asyncio.timeout_at(_loop_deadline(deadline)):
-                header = await reader.readexactly(_HEADER.size)
-                payload = await reader.readexactly(_HEADER.unpack(header)[0])
-            status, body = framing.parse_response(payload)
+                    await loop.sock_connect(sock, self.path)
+                out = framing.request_frame(route, _deadline_ms(deadline), request)
+                await loop.sock_sendall(sock, framing.PREFACE + out if fresh else out)
+                status, body = framing.parse_response(await _arecv_frame(loop, sock))
             keep = status != ProtocolMismatch.status
             return status, body
         except TimeoutError:
-            raise DeadlineExceeded(f"no answer from the sidecar at {self.path} in time") from None
-        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise self._late(fresh) from None
+        except (OSError, EOFError) as exc:
             raise _Retry() from exc
         finally:
-            if keep:
-                pool.append((reader, writer))
-            else:
-                writer.close()
+            self._checkin(sock, keep)
 
-    # --- lifetime ------------------------------------------------------------------------
+    # --- the pool ------------------------------------------------------------------------
+
+    def _checkout(self) -> tuple[socket.socket, bool]:
+        if os.getpid() != self._pid:  # forked: the parent's sockets are not ours
+            self._pid, self._idle = os.getpid(), []
+        try:
+            return self._idle.pop(), False
+        except IndexError:
+            return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), True
+
+    def _checkin(self, sock: socket.socket, keep: bool) -> None:
+        if keep:
+            self._idle.append(sock)
+        else:
+            sock.close()
+
+    def _late(self, fresh: bool) -> DeadlineExceeded:
+        if fresh:
+            return DeadlineExceeded(f"connecting to the sidecar at {self.path} timed out")
+        return DeadlineExceeded(f"no answer from the sidecar at {self.path} in time")
+
+    def _unavailable(self, timeout: float, cause: BaseException | None) -> SidecarError:
+        reason = f": {cause}" if cause else ""
+        return SidecarUnavailable(
+            f"cannot reach the sidecar at {self.path} within {timeout:g}s{reason}"
+        )
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
         for sock in idle:
             sock.close()
-        pools, self._aidle = self._aidle, weakref.WeakKeyDictionary()
-        for pool in pools.values():
-            for _, writer in pool:
-                writer.close()
 
 
-def _loop_deadline(deadline: float) -> float:
-    """Convert a ``time.monotonic`` deadline to the running loop's clock."""
-    loop = asyncio.get_running_loop()
-    return loop.time() + (deadline - time.monotonic())
+def _connect(sock: socket.socket, path: str) -> None:
+    try:
+        sock.connect(path)
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        raise _Retry() from exc
 
 
 def _recv_frame(sock: socket.socket) -> bytes:
-    buf = sock.recv(_RECV_CHUNK)
-    if not buf:
-        raise EOFError("sidecar closed the connection")
-    while len(buf) < _HEADER.size:
-        more = sock.recv(_RECV_CHUNK)
+    first = sock.recv(_RECV_CHUNK)
+    frame = _split_frame(first)
+    if frame is not None:
+        return frame
+    data = bytearray(first)
+    while (need := _needed(data)) > 0:
+        more = sock.recv(min(need, _RECV_CHUNK))
         if not more:
             raise EOFError("sidecar closed the connection")
-        buf += more
+        data += more
+    return bytes(data[_HEADER.size :])
+
+
+async def _arecv_frame(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+    first = await loop.sock_recv(sock, _RECV_CHUNK)
+    frame = _split_frame(first)
+    if frame is not None:
+        return frame
+    data = bytearray(first)
+    while (need := _needed(data)) > 0:
+        more = await loop.sock_recv(sock, min(need, _RECV_CHUNK))
+        if not more:
+            raise EOFError("sidecar closed the connection")
+        data += more
+    return bytes(data[_HEADER.size :])
+
+
+def _needed(data: bytearray) -> int:
+    """How many more bytes complete the frame begun in ``data`` (the header counts)."""
+    if not data:
+        raise EOFError("sidecar closed the connection")
+    if len(data) < _HEADER.size:
+        return _HEADER.size - len(data)
+    length: int = _HEADER.unpack_from(data)[0]
+    return _HEADER.size + length - len(data)
+
+
+def _split_frame(buf: bytes) -> bytes | None:
+    """The frame's payload if ``buf`` holds exactly all of it, else None. The client sends
+    one request at a time per connection, so nothing can follow the response."""
+    if len(buf) < _HEADER.size:
+        return None
     (length,) = _HEADER.unpack_from(buf)
     end = _HEADER.size + length
-    if len(buf) >= end:
-        return buf[_HEADER.size : end]
-    view = bytearray(buf[_HEADER.size :])
-    while len(view) < length:
-        more = sock.recv(min(_RECV_CHUNK, length - len(view)))
-        if not more:
-            raise EOFError("sidecar closed the connection")
-        view += more
-    return bytes(view)
+    return buf[_HEADER.size : end] if len(buf) >= end else None
