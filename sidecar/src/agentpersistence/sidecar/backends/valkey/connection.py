@@ -1,0 +1,144 @@
+"""The connection to Valkey: the pool, batches of commands sent in one round trip, scripts
+called by SHA (reloaded when the server lost them), and every valkey-py error translated.
+
+A server with cluster mode enabled is detected on start and spoken to with valkey-py's
+cluster client: each batch then goes to every node it concerns in parallel (all keys of one
+thread live in one slot, so each thread's script still runs on one node).
+
+Nothing outside this module touches valkey-py's client, so the error mapping of
+:mod:`.errors` applies to every call the backend makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from valkey import exceptions as vx
+from valkey.asyncio import BlockingConnectionPool, Valkey
+from valkey.asyncio.cluster import ValkeyCluster
+
+from agentpersistence.client.protocol.errors import SidecarError
+
+from ...settings import ValkeySettings
+from . import errors, scripts
+
+Arg = str | bytes | int | float
+Command = tuple[Arg, ...]
+Client = Valkey | ValkeyCluster
+
+_FAILURES = (vx.ValkeyError, vx.ValkeyClusterException, OSError, asyncio.TimeoutError)
+
+log = logging.getLogger("agentpersistence.sidecar.valkey")
+
+
+def evalsha(script: scripts.Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Command:
+    """The command that runs ``script`` (loaded by :meth:`Connection.open`)."""
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+class Connection:
+    """A pool of connections to the server (or cluster) in ``settings.url``."""
+
+    def __init__(self, settings: ValkeySettings) -> None:
+        self.settings = settings
+        self.where = errors.describe_url(settings.url)
+        """How messages name the server: host, port and database, never the password."""
+        self._client: Client | None = None
+
+    async def open(self) -> None:
+        """Connect and load the scripts; raise ``BackendUnavailable`` if the server is not there."""
+        try:
+            self._client = await self._connect()
+            await self._load_scripts()
+        except _FAILURES as exc:
+            await self.close()
+            raise errors.translate(exc, self.where) from None
+        cluster = isinstance(self._client, ValkeyCluster)
+        log.info("connected to Valkey", extra={"valkey": self.where, "cluster": cluster})
+
+    async def _connect(self) -> Client:
+        timeout = self.settings.socket_timeout_seconds
+        client = Valkey(
+            connection_pool=BlockingConnectionPool.from_url(
+                self.settings.url,
+                max_connections=self.settings.max_connections,
+                timeout=timeout,  # waiting for a free connection of the pool
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
+        )
+        self._client = client  # closed by open() if what follows fails
+        info: dict[str, Any] = await client.info("cluster")
+        if not info.get("cluster_enabled"):
+            return client
+        await client.aclose(close_connection_pool=True)
+        cluster = ValkeyCluster.from_url(
+            self.settings.url,
+            max_connections=self.settings.max_connections,  # per node
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        self._client = cluster
+        await cluster.initialize()
+        return cluster
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if isinstance(client, ValkeyCluster):
+            await client.aclose()
+        elif client is not None:
+            await client.aclose(close_connection_pool=True)
+
+    async def run(self, *commands: Command) -> list[Any]:
+        """Send ``commands`` in one round trip (a non-transactional pipeline); their replies.
+
+        If the server lost the scripts (restart, ``SCRIPT FLUSH``), they are loaded again and
+        the whole batch is sent again: every command the backend batches is idempotent.
+        """
+        try:
+            replies = await self._send(commands)
+            if any(isinstance(reply, vx.NoScriptError) for reply in replies):
+                log.warning(
+                    "Valkey lost the scripts; loading them again", extra={"valkey": self.where}
+                )
+                await self._load_scripts()
+                replies = await self._send(commands)
+        except _FAILURES as exc:
+            raise errors.translate(exc, self.where) from None
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise errors.translate(reply, self.where)
+        return replies
+
+    async def run_one(self, command: Command) -> Any:
+        """Send one command; its reply."""
+        return (await self.run(command))[0]
+
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+        client = self._connected()
+        if len(commands) == 1:
+            execute: Callable[..., Awaitable[Any]] = client.execute_command  # untyped upstream
+            try:
+                return [await execute(*commands[0])]
+            except vx.ResponseError as exc:
+                return [exc]
+        async with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+
+    async def _load_scripts(self) -> None:
+        """``SCRIPT LOAD`` every script (on every primary of a cluster)."""
+        client = self._connected()
+        loaded = await asyncio.gather(*(client.script_load(s.source) for s in scripts.ALL))
+        if list(loaded) != [script.sha for script in scripts.ALL]:
+            raise SidecarError("Valkey computed other SHA1s for the backend's scripts")
+
+    def _connected(self) -> Client:
+        if self._client is None:
+            raise SidecarError("the Valkey backend is used before start() or after close()")
+        return self._client

