@@ -37,6 +37,39 @@ SAMPLES: list[Any] = [
     m.CopyThreadRequest("a", "b"),
     m.PruneRequest(["a", "b"], "delete"),
     m.BackendHealth("checkpointer", "valkey", False, "connection refused"),
+    m.StoreBatchRequest(
+        [
+            m.StoreOp("get", ["users", "u1"], "k", refresh_ttl=False),
+            m.StoreOp(
+                "put",
+                ["users", "u1"],
+                "k",
+                value=b'{"a":1}',
+                index=["a"],
+                vectors=[m.FieldVector("a", [0.5, -1.0])],
+                ttl_seconds=60.0,
+            ),
+            m.StoreOp("search", ["users"], filter=b'{"a":{"$gt":0}}', query_vector=[1.0, 2.5]),
+            m.StoreOp(
+                "list_namespaces",
+                conditions=[m.NamespaceCondition("prefix", ["users", "*"])],
+                max_depth=2,
+            ),
+        ]
+    ),
+    m.StoreBatchResponse(
+        [
+            m.StoreResult(item=m.StoreItem(["n"], "k", b"{}", 1.5, 2.5)),
+            m.StoreResult(items=[m.StoreItem(["n"], "k", b"{}", 1.0, 2.0, 0.75)]),
+            m.StoreResult(namespaces=[["a", "b"]]),
+            m.StoreResult(),
+        ]
+    ),
+    m.CacheGetRequest([m.CacheKey(["node", "hash"], "k")]),
+    m.CacheGetResponse([m.CacheEntry(["node"], "k", "msgpack", b"\x01", None)]),
+    m.CacheSetRequest([m.CacheEntry(["node"], "k", "msgpack", b"\x01", 30.0)]),
+    m.CacheClearRequest(None),
+    m.CacheClearRequest([["node"], ["other", "ns"]]),
     m.ReadyResponse(True, [m.BackendHealth("checkpointer", "memory", True)]),
 ]
 

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
 
-from agentpersistence.client import SidecarSaver
+from agentpersistence.client import SidecarCache, SidecarSaver, SidecarStore
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol.routes import ROUTES, Route
 from agentpersistence.sidecar.service import Sidecar
@@ -19,7 +19,13 @@ _CANNED: dict[type[Any], Any] = {
     m.GetTupleResponse: m.GetTupleResponse(None),
     m.ListResponse: m.ListResponse([], None),
     m.ReadyResponse: m.ReadyResponse(True, []),
+    m.StoreBatchResponse: None,
+    m.CacheGetResponse: m.CacheGetResponse([]),
 }
+
+
+def _store_response(request: m.StoreBatchRequest) -> m.StoreBatchResponse:
+    return m.StoreBatchResponse([m.StoreResult() for _ in request.ops])
 
 
 class RecordingTransport:
@@ -29,6 +35,8 @@ class RecordingTransport:
     def call(self, route: Route[Any, Any], request: Any, timeout: float) -> Any:
         assert isinstance(request, route.request)
         self.seen.add(route.name)
+        if isinstance(request, m.StoreBatchRequest):
+            return _store_response(request)
         return _CANNED[route.response]
 
     async def acall(self, route: Route[Any, Any], request: Any, timeout: float) -> Any:
@@ -49,6 +57,12 @@ def _exercise_sync(saver: SidecarSaver) -> None:
     saver.copy_thread("t", "u")
     saver.prune(["t"])
     saver.wait_ready(1)
+    store = SidecarStore(transport=saver.transport)
+    store.put(("users", "u1"), "k", {"a": 1})
+    cache: SidecarCache[Any] = SidecarCache(transport=saver.transport)
+    cache.set({(("node",), "k"): (1, None)})
+    cache.get([(("node",), "k")])
+    cache.clear()
 
 
 async def _exercise_async(saver: SidecarSaver) -> None:
@@ -62,6 +76,12 @@ async def _exercise_async(saver: SidecarSaver) -> None:
     await saver.acopy_thread("t", "u")
     await saver.aprune(["t"])
     await saver.await_ready(1)
+    store = SidecarStore(transport=saver.transport)
+    await store.aput(("users", "u1"), "k", {"a": 1})
+    cache: SidecarCache[Any] = SidecarCache(transport=saver.transport)
+    await cache.aset({(("node",), "k"): (1, None)})
+    await cache.aget([(("node",), "k")])
+    await cache.aclear()
 
 
 def test_every_route_has_a_sync_and_an_async_client_method() -> None:
@@ -73,5 +93,6 @@ def test_every_route_has_a_sync_and_an_async_client_method() -> None:
 
 
 def test_every_route_has_a_sidecar_handler() -> None:
-    sidecar = Sidecar(parse_config({"checkpointer": {"backend": "memory"}}))
+    config = {b: {"backend": "memory"} for b in ("checkpointer", "store", "cache")}
+    sidecar = Sidecar(parse_config(config))
     assert sidecar.dispatcher.routes == set(ROUTES)

@@ -1,10 +1,12 @@
 """agentpersistence client: LangGraph persistence through the agentpersistence sidecar.
 
-``SidecarSaver`` is a LangGraph checkpointer; it serializes values in this process and
-sends opaque bytes to the sidecar over a unix socket. Errors raised by it are all
+``SidecarSaver`` is a LangGraph checkpointer, ``SidecarStore`` a long-term memory store and
+``SidecarCache`` a node cache; each serializes values in this process and sends them to
+the sidecar over a unix socket. Errors raised by it are all
 ``SidecarError`` subclasses, each saying what to do next.
 """
 
+from .cache import SidecarCache
 from .checkpoint import SidecarSaver
 from .protocol.errors import (
     BackendUnavailable,
@@ -17,6 +19,7 @@ from .protocol.errors import (
     SidecarUnavailable,
     UnknownRoute,
 )
+from .store import SidecarStore
 
 __all__ = [
     "BackendUnavailable",
@@ -25,8 +28,10 @@ __all__ = [
     "PayloadTooLarge",
     "ProtocolMismatch",
     "RequestRejected",
+    "SidecarCache",
     "SidecarError",
     "SidecarSaver",
+    "SidecarStore",
     "SidecarUnavailable",
     "UnknownRoute",
 ]

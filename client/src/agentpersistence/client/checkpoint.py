@@ -8,11 +8,9 @@ back in ``writes_sort_key`` order. The sidecar only ever sees ``(type, bytes)`` 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import random
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -31,15 +29,15 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import _transport
+from ._connection import DEFAULT_TIMEOUT, SidecarConnection, json_bytes
 from .protocol import messages as m
 from .protocol import routes
-from .protocol.errors import RequestRejected, SidecarUnavailable
+from .protocol.errors import RequestRejected
 
-DEFAULT_TIMEOUT = 10.0
 _PAGE = 100
 
 
-class SidecarSaver(BaseCheckpointSaver[str]):
+class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
     """Checkpointer backed by the agentpersistence sidecar; sync and async on one object.
 
     Args:
@@ -60,62 +58,12 @@ class SidecarSaver(BaseCheckpointSaver[str]):
         transport: _transport.Transport | None = None,
     ) -> None:
         super().__init__(serde=serde)
-        self.timeout = timeout
-        self.transport: _transport.Transport = transport or _transport.SocketTransport(
-            _transport.resolve_socket_path(socket_path)
-        )
-
-    # --- lifetime ------------------------------------------------------------------------
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> SidecarSaver:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SidecarSaver:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Block until the sidecar reports ready, or raise ``SidecarUnavailable``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                ready = self.transport.call(routes.READY, m.Empty(), max(remaining, 0.001))
-            except SidecarUnavailable:
-                ready = None
-            if ready is not None and ready.ready:
-                return
-            if time.monotonic() >= deadline:
-                raise SidecarUnavailable(_not_ready_message(timeout, ready))
-            time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
-
-    async def await_ready(self, timeout: float = 30.0) -> None:
-        """Async twin of :meth:`wait_ready`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                ready = await self.transport.acall(routes.READY, m.Empty(), max(remaining, 0.001))
-            except SidecarUnavailable:
-                ready = None
-            if ready is not None and ready.ready:
-                return
-            if time.monotonic() >= deadline:
-                raise SidecarUnavailable(_not_ready_message(timeout, ready))
-            await asyncio.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
+        self._connect(socket_path, timeout, transport)
 
     # --- sync API ------------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        resp = self.transport.call(routes.CHECKPOINT_GET_TUPLE, _get_request(config), self.timeout)
+        resp = self._call(routes.CHECKPOINT_GET_TUPLE, _get_request(config))
         return None if resp.record is None else self._tuple(resp.record)
 
     def list(
@@ -129,7 +77,7 @@ class SidecarSaver(BaseCheckpointSaver[str]):
         request: m.ListRequest | None = _list_request(config, filter, before, limit)
         remaining = limit
         while request is not None:
-            page = self.transport.call(routes.CHECKPOINT_LIST, request, self.timeout)
+            page = self._call(routes.CHECKPOINT_LIST, request)
             for record in page.records:
                 yield self._tuple(record)
             request, remaining = _next_page(request, page, remaining)
@@ -142,7 +90,7 @@ class SidecarSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         request = self._put_request(config, checkpoint, metadata)
-        self.transport.call(routes.CHECKPOINT_PUT, request, self.timeout)
+        self._call(routes.CHECKPOINT_PUT, request)
         return _stored_config(request.record)
 
     def put_writes(
@@ -153,30 +101,28 @@ class SidecarSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         request = self._writes_request(config, writes, task_id, task_path)
-        self.transport.call(routes.CHECKPOINT_PUT_WRITES, request, self.timeout)
+        self._call(routes.CHECKPOINT_PUT_WRITES, request)
 
     def delete_thread(self, thread_id: str) -> None:
         request = m.DeleteThreadRequest(_thread_id(thread_id))
-        self.transport.call(routes.CHECKPOINT_DELETE_THREAD, request, self.timeout)
+        self._call(routes.CHECKPOINT_DELETE_THREAD, request)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         request = m.DeleteForRunsRequest([str(r) for r in run_ids])
-        self.transport.call(routes.CHECKPOINT_DELETE_FOR_RUNS, request, self.timeout)
+        self._call(routes.CHECKPOINT_DELETE_FOR_RUNS, request)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         request = m.CopyThreadRequest(_thread_id(source_thread_id), _thread_id(target_thread_id))
-        self.transport.call(routes.CHECKPOINT_COPY_THREAD, request, self.timeout)
+        self._call(routes.CHECKPOINT_COPY_THREAD, request)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         request = m.PruneRequest([_thread_id(t) for t in thread_ids], strategy)
-        self.transport.call(routes.CHECKPOINT_PRUNE, request, self.timeout)
+        self._call(routes.CHECKPOINT_PRUNE, request)
 
     # --- async API -----------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        resp = await self.transport.acall(
-            routes.CHECKPOINT_GET_TUPLE, _get_request(config), self.timeout
-        )
+        resp = await self._acall(routes.CHECKPOINT_GET_TUPLE, _get_request(config))
         return None if resp.record is None else self._tuple(resp.record)
 
     async def alist(
@@ -190,7 +136,7 @@ class SidecarSaver(BaseCheckpointSaver[str]):
         request: m.ListRequest | None = _list_request(config, filter, before, limit)
         remaining = limit
         while request is not None:
-            page = await self.transport.acall(routes.CHECKPOINT_LIST, request, self.timeout)
+            page = await self._acall(routes.CHECKPOINT_LIST, request)
             for record in page.records:
                 yield self._tuple(record)
             request, remaining = _next_page(request, page, remaining)
@@ -203,7 +149,7 @@ class SidecarSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         request = self._put_request(config, checkpoint, metadata)
-        await self.transport.acall(routes.CHECKPOINT_PUT, request, self.timeout)
+        await self._acall(routes.CHECKPOINT_PUT, request)
         return _stored_config(request.record)
 
     async def aput_writes(
@@ -214,23 +160,23 @@ class SidecarSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         request = self._writes_request(config, writes, task_id, task_path)
-        await self.transport.acall(routes.CHECKPOINT_PUT_WRITES, request, self.timeout)
+        await self._acall(routes.CHECKPOINT_PUT_WRITES, request)
 
     async def adelete_thread(self, thread_id: str) -> None:
         request = m.DeleteThreadRequest(_thread_id(thread_id))
-        await self.transport.acall(routes.CHECKPOINT_DELETE_THREAD, request, self.timeout)
+        await self._acall(routes.CHECKPOINT_DELETE_THREAD, request)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         request = m.DeleteForRunsRequest([str(r) for r in run_ids])
-        await self.transport.acall(routes.CHECKPOINT_DELETE_FOR_RUNS, request, self.timeout)
+        await self._acall(routes.CHECKPOINT_DELETE_FOR_RUNS, request)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         request = m.CopyThreadRequest(_thread_id(source_thread_id), _thread_id(target_thread_id))
-        await self.transport.acall(routes.CHECKPOINT_COPY_THREAD, request, self.timeout)
+        await self._acall(routes.CHECKPOINT_COPY_THREAD, request)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         request = m.PruneRequest([_thread_id(t) for t in thread_ids], strategy)
-        await self.transport.acall(routes.CHECKPOINT_PRUNE, request, self.timeout)
+        await self._acall(routes.CHECKPOINT_PRUNE, request)
 
     # --- versions ------------------------------------------------------------------------
 
@@ -260,7 +206,7 @@ class SidecarSaver(BaseCheckpointSaver[str]):
             parent_checkpoint_id=conf.get("checkpoint_id"),
             type=kind,
             checkpoint=data,
-            metadata=_metadata_json(meta),
+            metadata=json_bytes(meta, "checkpoint metadata"),
         )
         return m.PutRequest(record, run_id if isinstance(run_id, str) else None)
 
@@ -321,16 +267,6 @@ def _thread_id(value: object) -> str:
     raise RequestRejected(f"thread_id must be a string, got {type(value).__name__}")
 
 
-def _metadata_json(metadata: object) -> bytes:
-    try:
-        return json.dumps(metadata, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise RequestRejected(
-            f"checkpoint metadata must be JSON-serializable ({exc}); "
-            "keep metadata to strings, numbers, booleans, lists and dicts"
-        ) from None
-
-
 def _get_request(config: RunnableConfig) -> m.GetTupleRequest:
     conf = config["configurable"]
     return m.GetTupleRequest(
@@ -354,7 +290,7 @@ def _list_request(
         checkpoint_ns=conf.get("checkpoint_ns"),
         checkpoint_id=conf.get("checkpoint_id"),
         before_id=get_checkpoint_id(before) if before else None,
-        filter=_metadata_json(filter) if filter else None,
+        filter=json_bytes(filter, "a list filter") if filter else None,
         limit=min(limit, _PAGE) if limit is not None else _PAGE,
     )
 
@@ -369,10 +305,3 @@ def _next_page(
         return None, remaining
     size = _PAGE if remaining is None else min(remaining, _PAGE)
     return dataclasses.replace(request, limit=size, cursor=page.cursor), remaining
-
-
-def _not_ready_message(timeout: float, ready: m.ReadyResponse | None) -> str:
-    if ready is None:
-        return f"the sidecar did not answer within {timeout:g}s"
-    failing = [f"{b.block}/{b.backend}: {b.message}" for b in ready.backends if not b.ok]
-    return f"the sidecar is up but not ready after {timeout:g}s ({'; '.join(failing)})"

@@ -14,7 +14,7 @@ from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import routes
 
 from . import app as app_module
-from .backends import checkpoint_backend
+from .backends import cache_backend, checkpoint_backend, store_backend
 from .backends.base import Backend
 from .dispatch import Dispatcher
 from .handlers import build_routes
@@ -30,9 +30,13 @@ class Sidecar:
     def __init__(self, config: SidecarConfig, *, max_deadline: float = 60.0) -> None:
         self.config = config
         self.checkpointer = checkpoint_backend(config.checkpointer) if config.checkpointer else None
-        self.backends: list[Backend] = [b for b in (self.checkpointer,) if b is not None]
+        self.store = store_backend(config.store) if config.store else None
+        self.cache = cache_backend(config.cache) if config.cache else None
+        self.backends: list[Backend] = [
+            b for b in (self.checkpointer, self.store, self.cache) if b is not None
+        ]
         self.metrics = Metrics()
-        table = build_routes(self.checkpointer)
+        table = build_routes(self.checkpointer, self.store, self.cache)
         table[routes.READY.name] = RouteHandler("sidecar", self._ready)
         self.dispatcher = Dispatcher(table, self.metrics, max_deadline)
 

@@ -73,13 +73,106 @@ class CheckpointerConfig(_Model):
         return self
 
 
+StoreBackendName = Literal["memory", "valkey"]
+CacheBackendName = Literal["memory", "valkey"]
+
+
+class EmbedSettings(_Model):
+    """An embedding provider the sidecar calls itself (when the agent sends no vectors)."""
+
+    provider: Literal["bedrock", "sentence-transformers"]
+    model: str = Field(
+        description="Bedrock model id (amazon.titan-embed-text-v2:0) or sentence-transformers name."
+    )
+
+
+class IndexSettings(_Model):
+    """Vector search over stored items, as LangGraph's ``IndexConfig``."""
+
+    dims: int = Field(gt=0, description="Embedding dimensions.")
+    distance: Literal["cosine", "l2", "ip"] = Field(
+        default="cosine", description="Distance metric; scores are always higher-is-closer."
+    )
+    fields: list[str] = Field(
+        default_factory=lambda: ["$"], description="Field paths embedded when the sidecar embeds."
+    )
+    algorithm: Literal["hnsw", "flat"] = "hnsw"
+    m: int = Field(default=16, gt=0, description="HNSW: links per node.")
+    ef_construction: int = Field(default=200, gt=0, description="HNSW: build-time candidate list.")
+    ef_runtime: int = Field(default=10, gt=0, description="HNSW: query-time candidate list.")
+    embed: EmbedSettings | None = Field(
+        default=None, description="Embed in the sidecar; leave unset when the agent embeds."
+    )
+
+
+class ValkeyStoreSettings(_Model):
+    url: str = Field(description="Valkey URL, as for the checkpointer.")
+    key_prefix: str = Field(default="ap", description="Prefix of every key and of the index.")
+    max_connections: int = Field(default=64, gt=0)
+    socket_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_exact_search: int = Field(
+        default=10_000,
+        gt=0,
+        description=(
+            "Without a search module, vector search is computed exactly in the sidecar over "
+            "at most this many items of the namespace prefix; beyond it searches are refused."
+        ),
+    )
+
+
+class StoreConfig(_Model):
+    backend: StoreBackendName
+    memory: MemorySettings | None = None
+    valkey: ValkeyStoreSettings | None = None
+    index: IndexSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_backend_block(self) -> StoreConfig:
+        _check_blocks(self, ("memory", "valkey"))
+        return self
+
+
+class ValkeyCacheSettings(_Model):
+    url: str = Field(description="Valkey URL, as for the checkpointer.")
+    key_prefix: str = Field(default="ap", description="Prefix of every key.")
+    max_connections: int = Field(default=64, gt=0)
+    socket_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class CacheConfig(_Model):
+    backend: CacheBackendName
+    memory: MemorySettings | None = None
+    valkey: ValkeyCacheSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_backend_block(self) -> CacheConfig:
+        _check_blocks(self, ("memory", "valkey"))
+        return self
+
+
+def _check_blocks(config: BaseModel, names: tuple[str, ...]) -> None:
+    backend: str = getattr(config, "backend")  # noqa: B009 -- any block model
+    given = {name for name in names if getattr(config, name) is not None}
+    extra = given - {backend}
+    if extra:
+        raise ValueError(
+            f"backend is {backend!r} but settings are given for {sorted(extra)}; "
+            "keep only the block of the chosen backend"
+        )
+    field = type(config).model_fields.get(backend)
+    if backend != "memory" and field is not None and getattr(config, backend) is None:
+        raise ValueError(f"backend {backend!r} needs a {backend!r} block with its settings")
+
+
 class SidecarConfig(_Model):
     checkpointer: CheckpointerConfig | None = None
+    store: StoreConfig | None = None
+    cache: CacheConfig | None = None
 
     @model_validator(mode="after")
     def _something_configured(self) -> SidecarConfig:
-        if self.checkpointer is None:
-            raise ValueError("configure at least one block: checkpointer")
+        if self.checkpointer is None and self.store is None and self.cache is None:
+            raise ValueError("configure at least one block: checkpointer, store or cache")
         return self
 
 

@@ -131,6 +131,131 @@ class PruneRequest:
     """``keep_latest`` keeps the newest checkpoint of each namespace; ``delete`` removes all."""
 
 
+# --- store (LangGraph's BaseStore) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoreItem:
+    namespace: list[str]
+    key: str
+    value: bytes
+    """A JSON object: the sidecar reads values only to evaluate filters."""
+    created_at: float
+    """Seconds since the epoch."""
+    updated_at: float
+    score: float | None = None
+    """Search relevance; higher is more similar, whatever the distance metric."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldVector:
+    """The embedding of the text at one field path of an item (``"content"``, ``"tags.0"``)."""
+
+    path: str
+    vector: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceCondition:
+    match_type: str
+    """``prefix`` or ``suffix``."""
+    path: list[str]
+    """Labels to match; ``"*"`` matches any label."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOp:
+    """One operation of a store batch; ``op`` says which fields apply.
+
+    - ``get``: namespace, key, refresh_ttl.
+    - ``put``: namespace, key, value (None deletes), index (field paths to embed in the
+      sidecar; None means the configured fields), embed (False: ``index=False``), vectors
+      (embeddings computed in the agent), ttl_seconds.
+    - ``search``: namespace (the prefix), filter, query and/or query_vector, limit, offset,
+      refresh_ttl.
+    - ``list_namespaces``: conditions, max_depth, limit, offset.
+    """
+
+    op: str
+    namespace: list[str] = field(default_factory=list)
+    key: str = ""
+    value: bytes | None = None
+    index: list[str] | None = None
+    embed: bool = True
+    vectors: list[FieldVector] | None = None
+    ttl_seconds: float | None = None
+    refresh_ttl: bool = True
+    filter: bytes | None = None
+    query: str | None = None
+    query_vector: list[float] | None = None
+    limit: int = 10
+    offset: int = 0
+    conditions: list[NamespaceCondition] = field(default_factory=list)
+    max_depth: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBatchRequest:
+    """Reads see the store as it was before the batch; puts apply after, last one wins."""
+
+    ops: list[StoreOp]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    item: StoreItem | None = None
+    """``get``"""
+    items: list[StoreItem] | None = None
+    """``search``"""
+    namespaces: list[list[str]] | None = None
+    """``list_namespaces``"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBatchResponse:
+    results: list[StoreResult]
+
+
+# --- cache (LangGraph's BaseCache) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    namespace: list[str]
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    namespace: list[str]
+    key: str
+    type: str
+    value: bytes
+    ttl_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheGetRequest:
+    keys: list[CacheKey]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheGetResponse:
+    entries: list[CacheEntry]
+    """Only the hits, in no particular order."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSetRequest:
+    entries: list[CacheEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheClearRequest:
+    namespaces: list[list[str]] | None = None
+    """None clears everything."""
+
+
 # --- the sidecar itself ------------------------------------------------------------------
 
 

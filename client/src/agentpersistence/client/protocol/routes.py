@@ -42,6 +42,12 @@ CHECKPOINT_DELETE_FOR_RUNS = Route("checkpoint.delete_for_runs", m.DeleteForRuns
 CHECKPOINT_COPY_THREAD = Route("checkpoint.copy_thread", m.CopyThreadRequest, m.Empty)
 CHECKPOINT_PRUNE = Route("checkpoint.prune", m.PruneRequest, m.Empty)
 
+STORE_BATCH = Route("store.batch", m.StoreBatchRequest, m.StoreBatchResponse)
+
+CACHE_GET = Route("cache.get", m.CacheGetRequest, m.CacheGetResponse)
+CACHE_SET = Route("cache.set", m.CacheSetRequest, m.Empty)
+CACHE_CLEAR = Route("cache.clear", m.CacheClearRequest, m.Empty)
+
 ROUTES: dict[str, Route[object, object]] = {
     r.name: r  # type: ignore[misc]
     for r in (
@@ -54,5 +60,9 @@ ROUTES: dict[str, Route[object, object]] = {
         CHECKPOINT_DELETE_FOR_RUNS,
         CHECKPOINT_COPY_THREAD,
         CHECKPOINT_PRUNE,
+        STORE_BATCH,
+        CACHE_GET,
+        CACHE_SET,
+        CACHE_CLEAR,
     )
 }

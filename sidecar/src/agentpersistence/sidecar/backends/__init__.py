@@ -6,8 +6,8 @@ provisioning code live in its own package, so the operator can reuse them.
 
 from __future__ import annotations
 
-from ..settings import CheckpointerConfig
-from .base import CheckpointBackend
+from ..settings import CacheConfig, CheckpointerConfig, StoreConfig
+from .base import CacheBackend, CheckpointBackend, StoreBackend
 
 
 def checkpoint_backend(config: CheckpointerConfig) -> CheckpointBackend:
@@ -22,3 +22,28 @@ def checkpoint_backend(config: CheckpointerConfig) -> CheckpointBackend:
         assert config.valkey is not None  # enforced by the settings model
         return ValkeyCheckpointBackend(config.valkey)
     raise AssertionError(f"unhandled backend {config.backend!r}")  # the model rejects others
+
+
+def store_backend(config: StoreConfig) -> StoreBackend:
+    """Build (not start) the store backend the config names."""
+    distance = config.index.distance if config.index else "cosine"
+    if config.backend == "memory":
+        from .memory.store import MemoryStoreBackend
+
+        return MemoryStoreBackend(distance)
+    from .valkey.store import ValkeyStoreBackend
+
+    assert config.valkey is not None  # enforced by the settings model
+    return ValkeyStoreBackend(config.valkey, config.index)
+
+
+def cache_backend(config: CacheConfig) -> CacheBackend:
+    """Build (not start) the cache backend the config names."""
+    if config.backend == "memory":
+        from .memory.cache import MemoryCacheBackend
+
+        return MemoryCacheBackend()
+    from .valkey.cache import ValkeyCacheBackend
+
+    assert config.valkey is not None  # enforced by the settings model
+    return ValkeyCacheBackend(config.valkey)

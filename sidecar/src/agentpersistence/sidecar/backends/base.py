@@ -72,6 +72,35 @@ class CheckpointBackend(Backend):
         """``keep_latest``: keep the newest checkpoint of each namespace; ``delete``: all."""
 
 
+class StoreBackend(Backend):
+    """LangGraph's ``BaseStore`` at the blob level: values are JSON objects (bytes).
+
+    A batch's reads see the store as it was before the batch; its puts apply afterwards,
+    one per item (``store_rules.effective_puts``). Vectors arrive with puts and searches
+    (computed by the agent or by the sidecar's embedder); a backend stores and ranks them.
+    Searches without a query are ordered by ``updated_at`` descending, then namespace and
+    key; with a query, by score descending (``store_rules`` defines scores).
+    """
+
+    @abc.abstractmethod
+    async def batch(self, ops: Sequence[m.StoreOp]) -> list[m.StoreResult]: ...
+
+
+class CacheBackend(Backend):
+    """LangGraph's ``BaseCache`` at the blob level."""
+
+    @abc.abstractmethod
+    async def get(self, keys: Sequence[m.CacheKey]) -> list[m.CacheEntry]:
+        """The live entries among ``keys``; misses are left out."""
+
+    @abc.abstractmethod
+    async def set(self, entries: Sequence[m.CacheEntry]) -> None: ...
+
+    @abc.abstractmethod
+    async def clear(self, namespaces: Sequence[Sequence[str]] | None) -> None:
+        """Drop the entries of these namespaces (exact match), or of every namespace."""
+
+
 def encode_cursor(position: ListPosition) -> bytes:
     return framing.pack(list(position))
 

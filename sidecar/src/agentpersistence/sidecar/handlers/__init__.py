@@ -6,13 +6,22 @@ configured is absent from it and answers ``not_configured``.
 
 from __future__ import annotations
 
-from ..backends.base import CheckpointBackend
+from ..backends.base import CacheBackend, CheckpointBackend, StoreBackend
 from .base import RouteTable
 from .checkpoint import checkpoint_routes
+from .store import cache_routes, store_routes
 
 
-def build_routes(checkpointer: CheckpointBackend | None) -> RouteTable:
+def build_routes(
+    checkpointer: CheckpointBackend | None,
+    store: StoreBackend | None = None,
+    cache: CacheBackend | None = None,
+) -> RouteTable:
     table: RouteTable = {}
     if checkpointer is not None:
         table.update(checkpoint_routes(checkpointer))
+    if store is not None:
+        table.update(store_routes(store))
+    if cache is not None:
+        table.update(cache_routes(cache))
     return table
