@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 import time
+import weakref
 from typing import Any, Protocol, TypeVar
 
 from .protocol import framing
@@ -37,7 +39,7 @@ SOCKET_ENV = "AGENTPERSISTENCE_SOCKET"
 
 _BACKOFF_FIRST = 0.01
 _BACKOFF_MAX = 0.25
-_RECV_CHUNK = 262144
+_RECV_CHUNK = 65536
 _HEADER = framing.HEADER
 
 
@@ -71,11 +73,37 @@ def _deadline_ms(deadline: float) -> int:
     return max(1, int((deadline - time.monotonic()) * 1000))
 
 
+class _Conn:
+    """A pooled socket and the kernel send/receive timeout set on it (sync pool only)."""
+
+    __slots__ = ("sock", "timeout")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.timeout: float | None = None
+
+    def bound(self, remaining: float) -> None:
+        """Let blocking I/O wait at most about ``remaining`` seconds.
+
+        The kernel enforces it (SO_RCVTIMEO/SO_SNDTIMEO), so a call costs no extra poll;
+        it is reset only when the remaining time has dropped by more than a tenth.
+        """
+        if self.timeout is not None and 0.9 * self.timeout <= remaining <= self.timeout:
+            return
+        remaining = max(remaining, 0.001)
+        seconds = int(remaining)
+        value = struct.pack("ll", seconds, int((remaining - seconds) * 1_000_000))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        self.timeout = remaining
+
+
 class SocketTransport:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._idle: list[socket.socket] = []
-        self._pid = os.getpid()
+        self._idle: list[_Conn] = []
+        self._aidle: list[socket.socket] = []
+        _ALL.add(self)
 
     # --- sync ----------------------------------------------------------------------------
 
@@ -96,23 +124,39 @@ class SocketTransport:
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
     def _exchange(self, route: str, request: object, deadline: float) -> tuple[int, Any]:
-        sock, fresh = self._checkout()
+        fresh = not self._idle
+        conn = self._connect_sync(deadline) if fresh else self._idle.pop()
         keep = False
         try:
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            if fresh:
-                _connect(sock, self.path)
+            conn.bound(deadline - time.monotonic())
             out = framing.request_frame(route, _deadline_ms(deadline), request)
-            sock.sendall(framing.PREFACE + out if fresh else out)
-            status, body = framing.parse_response(_recv_frame(sock))
+            conn.sock.sendall(framing.PREFACE + out if fresh else out)
+            status, body = framing.parse_response(_recv_frame(conn.sock))
             keep = status != ProtocolMismatch.status
             return status, body
-        except TimeoutError:
-            raise self._late(fresh) from None
+        except (TimeoutError, BlockingIOError):
+            raise self._late(fresh=False) from None
         except (OSError, EOFError) as exc:
             raise _Retry() from exc
         finally:
-            self._checkin(sock, keep)
+            if keep:
+                self._idle.append(conn)
+            else:
+                conn.sock.close()
+
+    def _connect_sync(self, deadline: float) -> _Conn:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.connect(self.path)
+            sock.settimeout(None)  # blocking from now on, bounded by _Conn.bound
+        except TimeoutError:
+            sock.close()
+            raise self._late(fresh=True) from None
+        except OSError as exc:
+            sock.close()
+            raise _Retry() from exc
+        return _Conn(sock)
 
     # --- async ---------------------------------------------------------------------------
 
@@ -134,12 +178,13 @@ class SocketTransport:
 
     async def _aexchange(self, route: str, request: object, deadline: float) -> tuple[int, Any]:
         loop = asyncio.get_running_loop()
-        sock, fresh = self._checkout()
+        fresh = not self._aidle
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) if fresh else self._aidle.pop()
         keep = False
         try:
-            sock.setblocking(False)
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 if fresh:
+                    sock.setblocking(False)
                     await loop.sock_connect(sock, self.path)
                 out = framing.request_frame(route, _deadline_ms(deadline), request)
                 await loop.sock_sendall(sock, framing.PREFACE + out if fresh else out)
@@ -151,23 +196,12 @@ class SocketTransport:
         except (OSError, EOFError) as exc:
             raise _Retry() from exc
         finally:
-            self._checkin(sock, keep)
+            if keep:
+                self._aidle.append(sock)
+            else:
+                sock.close()
 
-    # --- the pool ------------------------------------------------------------------------
-
-    def _checkout(self) -> tuple[socket.socket, bool]:
-        if os.getpid() != self._pid:  # forked: the parent's sockets are not ours
-            self._pid, self._idle = os.getpid(), []
-        try:
-            return self._idle.pop(), False
-        except IndexError:
-            return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), True
-
-    def _checkin(self, sock: socket.socket, keep: bool) -> None:
-        if keep:
-            self._idle.append(sock)
-        else:
-            sock.close()
+    # --- the pools -----------------------------------------------------------------------
 
     def _late(self, fresh: bool) -> DeadlineExceeded:
         if fresh:
@@ -182,17 +216,23 @@ class SocketTransport:
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
-        for sock in idle:
+        aidle, self._aidle = self._aidle, []
+        for conn in idle:
+            conn.sock.close()
+        for sock in aidle:
             sock.close()
 
 
-def _connect(sock: socket.socket, path: str) -> None:
-    try:
-        sock.connect(path)
-    except TimeoutError:
-        raise
-    except OSError as exc:
-        raise _Retry() from exc
+_ALL: weakref.WeakSet[SocketTransport] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """A forked child must not share its parent's connections: drop its copies."""
+    for transport in list(_ALL):
+        transport.close()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _recv_frame(sock: socket.socket) -> bytes:

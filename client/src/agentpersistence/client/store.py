@@ -9,7 +9,7 @@ embedding provider computes them. TTLs follow LangGraph's ``TTLConfig`` (minutes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,16 +29,12 @@ from langgraph.store.base import (
     ensure_embeddings,
     validate_op_namespace,
 )
-from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
 from . import _transport
 from ._connection import DEFAULT_TIMEOUT, SidecarConnection, json_bytes
 from .protocol import messages as m
-from .protocol import routes
+from .protocol import routes, store_rules
 from .protocol.errors import RequestRejected
-
-_Texts = list[tuple[int, str, str]]
-"""(op position, field path, text) to embed"""
 
 
 class SidecarStore(SidecarConnection, BaseStore):
@@ -67,89 +63,43 @@ class SidecarStore(SidecarConnection, BaseStore):
         self.index_config = index
         self.ttl_config = ttl
         self.embeddings: Embeddings | None = None
-        self._fields: list[tuple[str, str | list[str]]] = []
+        self._fields: store_rules.Fields = []
         if index is not None:
             self.embeddings = ensure_embeddings(index.get("embed"))
-            self._fields = _tokenized(index.get("fields") or ["$"])
+            self._fields = store_rules.tokenize_fields(index.get("fields") or ["$"])
 
     # --- BaseStore -----------------------------------------------------------------------
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         request = [_to_wire(op) for op in ops]
-        texts, queries = self._texts(ops)
-        if self.embeddings is not None and (texts or queries):
-            vectors = self.embeddings.embed_documents([t for _, _, t in texts]) if texts else []
-            qvectors = [self.embeddings.embed_query(q) for q in queries.values()]
-            request = _attach(request, texts, vectors, dict(zip(queries, qvectors, strict=True)))
+        if self.embeddings is not None:
+            docs, queries = store_rules.texts_to_embed(request, self._fields, _value_of(ops))
+            doc_vectors = self.embeddings.embed_documents([t for _, _, t in docs]) if docs else []
+            query_vectors = [self.embeddings.embed_query(t) for _, _, t in queries]
+            request = store_rules.attach_vectors(request, docs, doc_vectors, queries, query_vectors)
         response = self._call(routes.STORE_BATCH, m.StoreBatchRequest(request))
         return _results(ops, response)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         request = [_to_wire(op) for op in ops]
-        texts, queries = self._texts(ops)
-        if self.embeddings is not None and (texts or queries):
-            docs = [t for _, _, t in texts]
-            vectors = await self.embeddings.aembed_documents(docs) if texts else []
-            qvectors = [await self.embeddings.aembed_query(q) for q in queries.values()]
-            request = _attach(request, texts, vectors, dict(zip(queries, qvectors, strict=True)))
+        if self.embeddings is not None:
+            docs, queries = store_rules.texts_to_embed(request, self._fields, _value_of(ops))
+            texts = [t for _, _, t in docs]
+            doc_vectors = await self.embeddings.aembed_documents(texts) if docs else []
+            query_vectors = [await self.embeddings.aembed_query(t) for _, _, t in queries]
+            request = store_rules.attach_vectors(request, docs, doc_vectors, queries, query_vectors)
         response = await self._acall(routes.STORE_BATCH, m.StoreBatchRequest(request))
         return _results(ops, response)
 
-    # --- embeddings computed here --------------------------------------------------------
 
-    def _texts(self, ops: Sequence[Op]) -> tuple[_Texts, dict[int, str]]:
-        """Texts of puts to embed and queries of searches, when this process embeds."""
-        if self.embeddings is None:
-            return [], {}
-        texts: _Texts = []
-        queries: dict[int, str] = {}
-        for i, op in enumerate(ops):
-            if isinstance(op, PutOp) and op.value is not None and op.index is not False:
-                fields = self._fields if op.index is None else _tokenized(op.index)
-                texts.extend((i, path, text) for path, text in _field_texts(op.value, fields))
-            elif isinstance(op, SearchOp) and op.query:
-                queries[i] = op.query
-        return texts, queries
+def _value_of(ops: list[Op]) -> Callable[[int], Any]:
+    def value(i: int) -> Any:
+        op = ops[i]
+        return op.value if isinstance(op, PutOp) else None
 
-
-def _tokenized(paths: Sequence[str]) -> list[tuple[str, str | list[str]]]:
-    return [(p, p if p == "$" else tokenize_path(p)) for p in paths]
-
-
-def _field_texts(
-    value: Mapping[str, Any], fields: list[tuple[str, str | list[str]]]
-) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    for path, tokens in fields:
-        texts = get_text_at_path(value, tokens)
-        if len(texts) == 1:
-            found.append((path, texts[0]))
-        else:
-            found.extend((f"{path}.{i}", text) for i, text in enumerate(texts))
-    return found
-
-
-def _attach(
-    request: list[m.StoreOp],
-    texts: _Texts,
-    vectors: list[list[float]],
-    query_vectors: dict[int, list[float]],
-) -> list[m.StoreOp]:
-    import dataclasses
-
-    by_op: dict[int, list[m.FieldVector]] = {}
-    for (i, path, _), vector in zip(texts, vectors, strict=True):
-        by_op.setdefault(i, []).append(m.FieldVector(path, [float(x) for x in vector]))
-    out = []
-    for i, op in enumerate(request):
-        if op.op == "put" and op.value is not None and op.embed:
-            op = dataclasses.replace(op, vectors=by_op.get(i, []))
-        elif i in query_vectors:
-            op = dataclasses.replace(op, query_vector=[float(x) for x in query_vectors[i]])
-        out.append(op)
-    return out
+    return value
 
 
 # --- LangGraph ops ↔ wire ----------------------------------------------------------------

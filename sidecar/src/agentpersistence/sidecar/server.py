@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -139,29 +140,38 @@ class FrameProtocol(asyncio.Protocol):
     def _submit(self, payload: bytes) -> None:
         if self._busy:
             self._queue.append(payload)
-            return
-        self._busy = True
-        self._inflight.enter()
-        asyncio.get_running_loop().create_task(self._serve(payload))
+        else:
+            self._busy = True
+            self._start(payload)
 
-    async def _serve(self, payload: bytes) -> None:
-        try:
-            while True:
-                status, body = await self._answer(payload)
-                self._respond(status, body)
-                if not self._queue:
-                    return
-                payload = self._queue.popleft()
-        finally:
-            self._busy = False
-            self._inflight.leave()
-
-    async def _answer(self, payload: bytes) -> tuple[int, Any]:
+    def _start(self, payload: bytes) -> None:
+        """Run one request in a task, with a timer for its deadline."""
         try:
             route, deadline_ms, body = framing.parse_request(payload)
         except errors.SidecarError as exc:
-            return exc.status, exc.to_wire()
-        return await self._dispatcher.dispatch(route, body, deadline_ms)
+            self._respond(exc.status, exc.to_wire())
+            self._next()
+            return
+        self._inflight.enter()
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._dispatcher.serve(route, body, wire=True))
+        timer = loop.call_later(self._dispatcher.budget(deadline_ms), task.cancel)
+        task.add_done_callback(functools.partial(self._finished, route, timer))
+
+    def _finished(
+        self, route: str, timer: asyncio.TimerHandle, task: asyncio.Task[tuple[int, Any]]
+    ) -> None:
+        timer.cancel()
+        self._inflight.leave()
+        status, body = self._dispatcher.late(route) if task.cancelled() else task.result()
+        self._respond(status, body)
+        self._next()
+
+    def _next(self) -> None:
+        if self._queue:
+            self._start(self._queue.popleft())
+        else:
+            self._busy = False
 
     def _respond(self, status: int, body: Any) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -17,6 +17,7 @@ from . import app as app_module
 from .backends import cache_backend, checkpoint_backend, store_backend
 from .backends.base import Backend
 from .dispatch import Dispatcher
+from .embeddings import BatchEmbedder, Embedder, build_embedder
 from .handlers import build_routes
 from .handlers.base import RouteHandler
 from .metrics import Metrics
@@ -35,8 +36,16 @@ class Sidecar:
         self.backends: list[Backend] = [
             b for b in (self.checkpointer, self.store, self.cache) if b is not None
         ]
+        self.embedder = _embedder(config)
         self.metrics = Metrics()
-        table = build_routes(self.checkpointer, self.store, self.cache)
+        table = build_routes(
+            self.checkpointer,
+            self.store,
+            self.cache,
+            BatchEmbedder(self.embedder, config.store.index)
+            if self.embedder and config.store and config.store.index
+            else None,
+        )
         table[routes.READY.name] = RouteHandler("sidecar", self._ready)
         self.dispatcher = Dispatcher(table, self.metrics, max_deadline)
 
@@ -57,11 +66,20 @@ class Sidecar:
             raise
 
     async def close(self) -> None:
+        if self.embedder is not None:
+            await self.embedder.close()
         for backend in reversed(self.backends):
             try:
                 await backend.close()
             except Exception:
                 log.exception("closing a backend failed", extra={"backend": backend.name})
+
+
+def _embedder(config: SidecarConfig) -> Embedder | None:
+    index = config.store.index if config.store else None
+    if index is None or index.embed is None:
+        return None
+    return build_embedder(index.embed, index.dims)
 
 
 async def serve(

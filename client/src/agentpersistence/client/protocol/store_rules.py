@@ -11,9 +11,10 @@ the item does not match.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import messages as m
@@ -205,3 +206,78 @@ def score_from_distance(distance_metric: str, distance: float) -> float:
     if distance_metric == "ip":
         return 1.0 - distance  # RediSearch and valkey-search report IP as 1 - dot
     return -math.sqrt(max(distance, 0.0))  # L2 indexes report squared distances
+
+
+# --- embedding inputs --------------------------------------------------------------------
+
+Fields = list[tuple[str, "str | list[str]"]]
+
+
+def tokenize_fields(paths: Sequence[str]) -> Fields:
+    """Field paths (``"content"``, ``"tags[*]"``, ``"$"``) in the form LangGraph walks."""
+    from langgraph.store.base.embed import tokenize_path  # imports langchain-core: on use
+
+    return [(p, p if p == "$" else tokenize_path(p)) for p in paths]
+
+
+def field_texts(value: Any, fields: Fields) -> list[tuple[str, str]]:
+    """``(path, text)`` to embed for an item; several texts at one path get ``path.i``."""
+    from langgraph.store.base.embed import get_text_at_path
+
+    found: list[tuple[str, str]] = []
+    for path, tokens in fields:
+        texts = get_text_at_path(value, tokens)
+        if len(texts) == 1:
+            found.append((path, texts[0]))
+        else:
+            found.extend((f"{path}.{i}", text) for i, text in enumerate(texts))
+    return found
+
+
+EmbedText = tuple[int, str, str]
+"""(position of the op in its batch, field path — empty for a query, text)"""
+
+
+def texts_to_embed(
+    ops: Sequence[m.StoreOp], fields: Fields, value_of: Callable[[int], Any]
+) -> tuple[list[EmbedText], list[EmbedText]]:
+    """What a batch needs embedded: the field texts of puts that carry no vectors (using
+    ``fields`` unless the put names its own) and the queries of searches without one."""
+    documents: list[EmbedText] = []
+    queries: list[EmbedText] = []
+    for i, op in enumerate(ops):
+        if _wants_vectors(op):
+            paths = fields if op.index is None else tokenize_fields(op.index)
+            documents.extend((i, path, text) for path, text in field_texts(value_of(i), paths))
+        elif op.op == SEARCH and op.query and op.query_vector is None:
+            queries.append((i, "", op.query))
+    return documents, queries
+
+
+def attach_vectors(
+    ops: Sequence[m.StoreOp],
+    documents: Sequence[EmbedText],
+    document_vectors: Sequence[Sequence[float]],
+    queries: Sequence[EmbedText],
+    query_vectors: Sequence[Sequence[float]],
+) -> list[m.StoreOp]:
+    """The batch with vectors in place; a put with nothing to embed gets an empty list."""
+    by_put: dict[int, list[m.FieldVector]] = {}
+    for (i, path, _), vector in zip(documents, document_vectors, strict=True):
+        by_put.setdefault(i, []).append(m.FieldVector(path, [float(x) for x in vector]))
+    by_search = {
+        i: [float(x) for x in vector]
+        for (i, _, _), vector in zip(queries, query_vectors, strict=True)
+    }
+    out = []
+    for i, op in enumerate(ops):
+        if _wants_vectors(op):
+            op = dataclasses.replace(op, vectors=by_put.get(i, []))
+        elif i in by_search:
+            op = dataclasses.replace(op, query_vector=by_search[i])
+        out.append(op)
+    return out
+
+
+def _wants_vectors(op: m.StoreOp) -> bool:
+    return op.op == PUT and op.value is not None and op.embed and op.vectors is None

@@ -9,14 +9,16 @@ from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import routes as r
 
 from ..backends.base import CacheBackend, StoreBackend
+from ..embeddings import BatchEmbedder
 from .base import RouteHandler, RouteTable
 
 _EMPTY = m.Empty()
 
 
-def store_routes(backend: StoreBackend) -> RouteTable:
+def store_routes(backend: StoreBackend, embedder: BatchEmbedder | None = None) -> RouteTable:
     async def batch(req: m.StoreBatchRequest) -> m.StoreBatchResponse:
-        return m.StoreBatchResponse(await backend.batch(req.ops))
+        ops = req.ops if embedder is None else await embedder.complete(req.ops)
+        return m.StoreBatchResponse(await backend.batch(ops))
 
     return {r.STORE_BATCH.name: RouteHandler(backend.name, batch)}
 
