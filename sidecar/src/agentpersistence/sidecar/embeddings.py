@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -42,10 +43,22 @@ class BedrockEmbedder:
 
     async def _bedrock(self) -> Any:
         if self._client is None:
+            from aiobotocore.config import AioConfig
             from aiobotocore.session import get_session
+            from botocore.exceptions import BotoCoreError
 
-            self._context = get_session().create_client("bedrock-runtime")
-            self._client = await self._context.__aenter__()
+            context = get_session().create_client(
+                "bedrock-runtime",
+                region_name=os.environ.get("AWS_REGION") or None,
+                config=AioConfig(retries={"mode": "adaptive", "max_attempts": 5}),
+            )
+            try:
+                self._client = await context.__aenter__()
+            except BotoCoreError as exc:
+                raise BackendUnavailable(
+                    f"cannot create a Bedrock client: {exc} (set AWS_REGION)"
+                ) from None
+            self._context = context
         return self._client
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:

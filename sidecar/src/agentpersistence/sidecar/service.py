@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 
 from agentpersistence.client.protocol import messages as m
@@ -87,6 +88,10 @@ async def serve(
 ) -> None:
     """Run the sidecar until SIGTERM or SIGINT."""
     began = time.perf_counter()
+    if sys.version_info >= (3, 12):
+        # A request whose backend answers without waiting (memory, cached) then completes
+        # inside data_received, with no trip through the event loop.
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
     sidecar = Sidecar(config, max_deadline=settings.max_deadline_seconds)
     await sidecar.start(provision=provision)
     try:
