@@ -13,7 +13,7 @@ import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
 
-from agentpersistence.client import SidecarSaver, SidecarUnavailable
+from agentpersistence.client import DeadlineExceeded, SidecarSaver, SidecarUnavailable
 from rig.sidecar import SidecarProcess, valkey_checkpointer
 
 
@@ -94,3 +94,30 @@ def test_wait_ready_times_out_with_a_typed_error(tmp_path: Any) -> None:
     saver = SidecarSaver(str(tmp_path / "absent.sock"))
     with pytest.raises(SidecarUnavailable, match=r"did not answer within 0\.3s"):
         saver.wait_ready(0.3)
+
+
+def test_a_stalled_backend_gives_deadline_exceeded_within_the_deadline(
+    sidecar_factory: Callable[..., SidecarProcess], valkey_server: Any
+) -> None:
+    import valkey
+
+    sidecar = sidecar_factory(valkey_checkpointer(valkey_server.url))
+    saver = SidecarSaver(sidecar.socket, timeout=0.5)
+    thread = str(uuid.uuid4())
+    saver.get_tuple(_config(thread))  # a pooled connection with its kernel timeouts set
+    admin = valkey.Valkey.from_url(valkey_server.url)
+    admin.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+    try:
+        began = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            saver.put(_config(thread), empty_checkpoint(), {"source": "input", "step": -1}, {})
+        assert time.monotonic() - began < 0.9
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+    # A call past its deadline may or may not have been applied; the saver serves again.
+    stored = saver.put(_config(thread), empty_checkpoint(), {"source": "input", "step": -1}, {})
+    got = saver.get_tuple(_config(thread))
+    assert got is not None
+    assert got.config == stored
+    saver.close()

@@ -128,9 +128,15 @@ def valkey_sidecar(valkey_server: Any) -> Iterator[SidecarProcess]:
     sidecar.stop()
 
 
-@pytest.fixture(params=["memory", "valkey"])
+SIDECAR_FIXTURES = {
+    "memory": "memory_sidecar",
+    "valkey": "valkey_sidecar",
+    "dynamodb": "dynamodb_sidecar",  # tests/rig/dynamodb.py
+}
+
+
+@pytest.fixture(params=list(SIDECAR_FIXTURES))
 def any_sidecar(request: pytest.FixtureRequest) -> SidecarProcess:
     """The same test against each checkpoint backend, over a real socket."""
-    fixture = "memory_sidecar" if request.param == "memory" else "valkey_sidecar"
-    sidecar: SidecarProcess = request.getfixturevalue(fixture)
+    sidecar: SidecarProcess = request.getfixturevalue(SIDECAR_FIXTURES[request.param])
     return sidecar

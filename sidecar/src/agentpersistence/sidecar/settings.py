@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-CheckpointBackendName = Literal["memory", "valkey"]
+CheckpointBackendName = Literal["memory", "valkey", "dynamodb"]
 
 
 class ConfigError(Exception):
@@ -54,14 +54,77 @@ class ValkeySettings(_Model):
     )
 
 
+class S3OffloadSettings(_Model):
+    """Where payloads too large for a DynamoDB item go (created by ``--provision``)."""
+
+    bucket_name: str = Field(
+        min_length=3, max_length=63, description="S3 bucket for payloads over thresholdBytes."
+    )
+    threshold_bytes: int = Field(
+        default=350 * 1024,
+        gt=0,
+        le=400 * 1024,
+        description="Payloads (after compression) larger than this go to S3; DynamoDB's "
+        "item limit is 400 KB, so keep room for the item's other attributes.",
+    )
+    key_prefix: str = Field(
+        default="agentpersistence/", description="Prefix of every object key in the bucket."
+    )
+
+
+class CompressionSettings(_Model):
+    """gzip for payloads at or above a size; kept only when it makes the payload smaller."""
+
+    enabled: bool = True
+    threshold_bytes: int = Field(
+        default=2048, ge=0, description="Compress payloads of at least this many bytes."
+    )
+    level: int = Field(default=6, ge=1, le=9, description="gzip level: 1 fastest, 9 smallest.")
+
+
+class DynamoDBSettings(_Model):
+    """Checkpoints in a DynamoDB table, large payloads in S3. Endpoints, region and
+    credentials come from the standard AWS chain (``AWS_REGION``,
+    ``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_S3``, ...)."""
+
+    table_name: str = Field(
+        min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$", description="The table."
+    )
+    s3_offload: S3OffloadSettings | None = Field(
+        default=None,
+        description="Without it, a payload that cannot fit in a 400 KB item is rejected.",
+    )
+    compression: CompressionSettings = CompressionSettings()
+    ttl_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        description="Every item (and S3 object, by lifecycle) expires this long after its "
+        "write; unset keeps them.",
+    )
+    region: str | None = Field(
+        default=None, description="AWS region; default: AWS_REGION, then the AWS config chain."
+    )
+    max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=20,
+        description="Attempts per AWS call (botocore's adaptive retries: throttling, 5xx).",
+    )
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=64, gt=0, description="HTTP connections per client.")
+
+
 class CheckpointerConfig(_Model):
     backend: CheckpointBackendName
     memory: MemorySettings | None = None
     valkey: ValkeySettings | None = None
+    dynamodb: DynamoDBSettings | None = None
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> CheckpointerConfig:
-        blocks = {name for name in ("memory", "valkey") if getattr(self, name) is not None}
+        names = ("memory", "valkey", "dynamodb")
+        blocks = {name for name in names if getattr(self, name) is not None}
         extra = blocks - {self.backend}
         if extra:
             raise ValueError(
@@ -70,6 +133,10 @@ class CheckpointerConfig(_Model):
             )
         if self.backend == "valkey" and self.valkey is None:
             raise ValueError("backend 'valkey' needs a 'valkey' block with at least 'url'")
+        if self.backend == "dynamodb" and self.dynamodb is None:
+            raise ValueError(
+                "backend 'dynamodb' needs a 'dynamodb' block with at least 'tableName'"
+            )
         return self
 
 

@@ -89,18 +89,30 @@ def parse_store_filter(raw: bytes | None) -> dict[str, Any] | None:
         raise RequestRejected(f"search filter is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise RequestRejected("a search filter must be a JSON object")
-    _check_operators(value)
+    for wanted in value.values():
+        _check_condition(wanted)
     return value or None
 
 
-def _check_operators(node: object) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key.startswith("$") and key not in FILTER_OPERATORS:
-                raise RequestRejected(
-                    f"unsupported filter operator {key!r}; use one of {', '.join(FILTER_OPERATORS)}"
-                )
-            _check_operators(value)
+def _check_condition(wanted: object) -> None:
+    """A field's condition: a value, or a map of operators, or a map of nested fields.
+
+    Keys of the filter itself and of nested-field maps are field names, so a field may be
+    called ``$type``; a map with any ``$`` key is a map of operators, and then every key
+    must be one.
+    """
+    if not isinstance(wanted, dict):
+        return
+    if any(key.startswith("$") for key in wanted):
+        unknown = [key for key in wanted if key not in FILTER_OPERATORS]
+        if unknown:
+            raise RequestRejected(
+                f"unsupported filter operator {unknown[0]!r}; "
+                f"use one of {', '.join(FILTER_OPERATORS)}"
+            )
+        return
+    for nested in wanted.values():
+        _check_condition(nested)
 
 
 # --- batches -----------------------------------------------------------------------------
@@ -200,12 +212,18 @@ def similarity(distance_metric: str, a: Sequence[float], b: Sequence[float]) -> 
 
 
 def score_from_distance(distance_metric: str, distance: float) -> float:
-    """Convert a vector index's distance (smaller is closer) to a LangGraph score."""
+    """Convert a vector index's distance (smaller is closer) to a LangGraph score.
+
+    The score equals :func:`similarity` of the same vectors. Checked against RediSearch 2.10
+    (``tests/integration/test_valkey_store_backend.py``): KNN reports COSINE as ``1 - cos``,
+    IP as ``1 - dot`` and L2 as the *squared* euclidean distance. valkey-search uses hnswlib's
+    spaces, which define the same distances; it is not run in these tests.
+    """
     if distance_metric == "cosine":
         return 1.0 - distance
     if distance_metric == "ip":
-        return 1.0 - distance  # RediSearch and valkey-search report IP as 1 - dot
-    return -math.sqrt(max(distance, 0.0))  # L2 indexes report squared distances
+        return 1.0 - distance
+    return -math.sqrt(max(distance, 0.0))
 
 
 # --- embedding inputs --------------------------------------------------------------------

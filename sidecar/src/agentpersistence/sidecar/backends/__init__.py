@@ -21,6 +21,11 @@ def checkpoint_backend(config: CheckpointerConfig) -> CheckpointBackend:
 
         assert config.valkey is not None  # enforced by the settings model
         return ValkeyCheckpointBackend(config.valkey)
+    if config.backend == "dynamodb":
+        from .dynamodb.checkpoint import DynamoDBCheckpointBackend
+
+        assert config.dynamodb is not None  # enforced by the settings model
+        return DynamoDBCheckpointBackend(config.dynamodb)
     raise AssertionError(f"unhandled backend {config.backend!r}")  # the model rejects others
 
 

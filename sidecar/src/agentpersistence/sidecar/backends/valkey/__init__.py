@@ -1,7 +1,13 @@
-"""The Valkey backend: checkpoints in Valkey (standalone, or cluster-ready key layout).
+"""The Valkey backends: checkpoints, the long-term store and the node cache.
 
-``schema`` defines the key layout (mirrored by ``keys.lua``), ``scripts`` loads the Lua
-scripts that make each put and read one round trip, ``connection`` owns the pool and the
-one error mapping of ``errors``, ``records`` maps messages to hash fields, ``listing`` pages
-in the shared order, and ``checkpoint`` is the ``CheckpointBackend`` built on them.
+Shared by all three: ``connection`` (the pool, pipelines, scripts by SHA, cluster clients, and
+the one error mapping of ``errors``), ``schema`` (key escaping, the checkpoint and cache key
+layouts) and ``scripts`` (the Lua scripts, read from this package's ``.lua`` files).
+
+- Checkpoints: ``checkpoint`` (the ``CheckpointBackend``), ``records`` (messages to hash
+  fields), ``listing`` (pages in the shared order).
+- Store: ``store`` (the ``StoreBackend`` and its batches), ``store_schema`` (key layout and
+  the search index the operator also provisions), ``store_records`` (items to hash fields),
+  ``store_search`` (searches: walks in order, KNN through the index, exact in the sidecar).
+- Cache: ``cache`` (the ``CacheBackend``).
 """

@@ -6,7 +6,8 @@ cluster client: each batch then goes to every node it concerns in parallel (all 
 thread live in one slot, so each thread's script still runs on one node).
 
 Nothing outside this module touches valkey-py's client, so the error mapping of
-:mod:`.errors` applies to every call the backend makes.
+:mod:`.errors` applies to every call the backend makes. The checkpoint, store and cache
+backends each open their own ``Connection`` with their own settings and scripts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from valkey import exceptions as vx
 from valkey.asyncio import BlockingConnectionPool, Valkey
@@ -22,12 +24,12 @@ from valkey.asyncio.cluster import ValkeyCluster
 
 from agentpersistence.client.protocol.errors import SidecarError
 
-from ...settings import ValkeySettings
 from . import errors, scripts
 
 Arg = str | bytes | int | float
 Command = tuple[Arg, ...]
 Client = Valkey | ValkeyCluster
+T = TypeVar("T")
 
 _FAILURES = (vx.ValkeyError, vx.ValkeyClusterException, OSError, asyncio.TimeoutError)
 
@@ -39,13 +41,46 @@ def evalsha(script: scripts.Script, keys: Sequence[Arg], args: Sequence[Arg]) ->
     return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
+class ConnectionSettings(Protocol):
+    """What a connection needs of a backend's settings (every Valkey settings block has it)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def max_connections(self) -> int: ...
+
+    @property
+    def socket_timeout_seconds(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An error reply of the server (``-ERR ...``), returned by :meth:`Connection.ask`."""
+
+    message: str
+
+
+async def execute(client: Client, command: Command, *, route: str | None = None) -> Any:
+    """Run one command; on a cluster, a command without keys runs where ``route`` lives."""
+    run: Callable[..., Awaitable[Any]] = client.execute_command  # untyped upstream
+    if route is not None and isinstance(client, ValkeyCluster):
+        return await run(*command, target_nodes=client.get_node_from_key(route))
+    return await run(*command)
+
+
 class Connection:
     """A pool of connections to the server (or cluster) in ``settings.url``."""
 
-    def __init__(self, settings: ValkeySettings) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        script_set: Sequence[scripts.Script] = scripts.CHECKPOINT,
+    ) -> None:
         self.settings = settings
         self.where = errors.describe_url(settings.url)
         """How messages name the server: host, port and database, never the password."""
+        self._scripts = tuple(script_set)
         self._client: Client | None = None
 
     async def open(self) -> None:
@@ -117,6 +152,30 @@ class Connection:
         """Send one command; its reply."""
         return (await self.run(command))[0]
 
+    async def ask(self, command: Command, *, route: str | None = None) -> Any:
+        """Send one command; its reply, or a :class:`Refusal` if the server answered an error.
+
+        For commands whose error replies the caller interprets (an unknown command tells a
+        module is missing, an unknown index that it was never created). A command without
+        keys goes, on a cluster, to the node owning the key ``route``.
+        """
+        client = self._connected()
+        try:
+            return await execute(client, command, route=route)
+        except vx.NoScriptError as exc:
+            raise errors.translate(exc, self.where) from None
+        except vx.ResponseError as exc:
+            return Refusal(str(exc))
+        except _FAILURES as exc:
+            raise errors.translate(exc, self.where) from None
+
+    async def call(self, use: Callable[[Client], Awaitable[T]]) -> T:
+        """Run ``use`` on valkey-py's client (for code shared with the operator)."""
+        try:
+            return await use(self._connected())
+        except _FAILURES as exc:
+            raise errors.translate(exc, self.where) from None
+
     async def _send(self, commands: Sequence[Command]) -> list[Any]:
         client = self._connected()
         if len(commands) == 1:
@@ -134,8 +193,8 @@ class Connection:
     async def _load_scripts(self) -> None:
         """``SCRIPT LOAD`` every script (on every primary of a cluster)."""
         client = self._connected()
-        loaded = await asyncio.gather(*(client.script_load(s.source) for s in scripts.ALL))
-        if list(loaded) != [script.sha for script in scripts.ALL]:
+        loaded = await asyncio.gather(*(client.script_load(s.source) for s in self._scripts))
+        if list(loaded) != [script.sha for script in self._scripts]:
             raise SidecarError("Valkey computed other SHA1s for the backend's scripts")
 
     def _connected(self) -> Client:

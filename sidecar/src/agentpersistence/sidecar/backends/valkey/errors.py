@@ -4,6 +4,9 @@ Unreachable, overloaded, failing-over or refusing servers become ``BackendUnavai
 naming the server by host, port and database, never by the URL (it may carry a password).
 Anything else Valkey answers is a bug here and becomes an internal ``SidecarError``. Messages
 are cut short; they never include command arguments (so no payloads).
+
+The store's search index adds its own cases: a server without a search module, an index that
+was never created, and an existing index whose definition differs from the configured one.
 """
 
 from __future__ import annotations
@@ -16,6 +19,25 @@ from valkey import exceptions as vx
 from agentpersistence.client.protocol.errors import BackendUnavailable, SidecarError
 
 _MAX_DETAIL = 200
+
+_UNKNOWN_COMMAND = ("unknown command",)
+_UNKNOWN_INDEX = ("unknown index", "no such index")
+_MISSING = ("not found", "does not exist")
+
+
+class IndexMismatch(BackendUnavailable):
+    """The store's index exists with another definition than the configured one."""
+
+    hint = (
+        "Drop the index (FT.DROPINDEX, keeping the documents) so it is created again from the "
+        "config, or give this store another keyPrefix."
+    )
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        super().__init__(
+            f"the search index {name!r} exists with another definition: " + "; ".join(problems)
+        )
+
 
 _OVERLOADED = (vx.OutOfMemoryError, vx.ReadOnlyError, vx.ClusterDownError, vx.TryAgainError)
 _UNREACHABLE = (vx.ConnectionError, vx.TimeoutError, asyncio.TimeoutError, OSError)
@@ -56,5 +78,37 @@ def translate(exc: BaseException, where: str) -> SidecarError:
 
 
 def _detail(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    return _cut(str(exc) or type(exc).__name__)
+
+
+def is_unknown_command(message: str) -> bool:
+    return any(phrase in message.lower() for phrase in _UNKNOWN_COMMAND)
+
+
+def is_unknown_index(message: str) -> bool:
+    text = message.lower()
+    if any(phrase in text for phrase in _UNKNOWN_INDEX):
+        return True
+    return "index" in text and any(phrase in text for phrase in _MISSING)
+
+
+def no_search_module(index: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"cannot create the search index {index!r}: the Valkey server has no search module; "
+        "load valkey-search (or RediSearch), or let the sidecar search exactly (bounded by "
+        "the store's maxExactSearch)"
+    )
+
+
+def search_refused(message: str, index: str, where: str) -> SidecarError:
+    """The error for a refused ``FT.SEARCH``: a missing index names the way to create it."""
+    if is_unknown_index(message):
+        return BackendUnavailable(
+            f"the search index {index!r} does not exist on Valkey at {where}; create it with "
+            "the sidecar's --provision or let the operator reconcile the AgentPersistence"
+        )
+    return SidecarError(f"Valkey at {where} refused a vector search: {_cut(message)}")
+
+
+def _cut(text: str) -> str:
     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."

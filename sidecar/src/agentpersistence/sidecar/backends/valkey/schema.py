@@ -29,10 +29,20 @@ Cross-slot bookkeeping, written in the same pipeline as the thread's script::
 With a TTL, every key a write touches gets ``EXPIRE ttl``: a thread's index keys live as long
 as its newest write, older checkpoint hashes expire first and readers drop index entries whose
 hash is gone.
+
+The store's layout is in :mod:`.store_schema`. The cache's (:class:`CacheKeys`), per
+namespace ``(l1, ..., ln)`` with hash tag ``{c:N}``, ``N`` = :func:`namespace_path` (each
+escaped label followed by ``:``, so every entry of a namespace shares one cluster slot)::
+
+    P:{c:N}:e:K         STRING msgpack [type, value, ttl_seconds]; PX = the TTL (none: no expiry)
+    P:{c:N}:keys        ZSET   the escaped keys K, score = expiry (ms, sidecar clock; +inf):
+                               what clearing the namespace deletes, trimmed on writes
+    P:{c}:namespaces    SET    N of every namespace written, for clearing them all
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 RECORD_FIELDS = ("type", "checkpoint", "metadata", "parent", "run")
@@ -45,6 +55,11 @@ _ESCAPES = {ord(c): f"%{ord(c):02X}" for c in "%{}:"}
 def escape(component: str) -> str:
     """Percent-encode the characters that delimit keys and hash tags."""
     return component.translate(_ESCAPES)
+
+
+def namespace_path(labels: Sequence[str]) -> str:
+    """A namespace as one key component: each escaped label followed by ``:`` (injective)."""
+    return "".join(escape(label) + ":" for label in labels)
 
 
 @dataclass(frozen=True)
@@ -83,3 +98,24 @@ class Keys:
 
     def run(self, run_id: str) -> str:
         return f"{self._root}:run:{escape(run_id)}"
+
+
+@dataclass(frozen=True)
+class CacheKeys:
+    """Key names of the node cache under one prefix."""
+
+    prefix: str
+
+    def base(self, namespace_path: str) -> str:
+        """The hash-tagged start of a namespace's keys, from its :func:`namespace_path`."""
+        return f"{escape(self.prefix)}:{{c:{namespace_path}}}:"
+
+    def entry(self, namespace: Sequence[str], key: str) -> str:
+        return f"{self.base(namespace_path(namespace))}e:{escape(key)}"
+
+    def index(self, namespace_path: str) -> str:
+        return self.base(namespace_path) + "keys"
+
+    @property
+    def namespaces(self) -> str:
+        return f"{escape(self.prefix)}:{{c}}:namespaces"

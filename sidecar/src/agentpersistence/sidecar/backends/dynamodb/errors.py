@@ -1,0 +1,122 @@
+"""The one mapping from botocore's (and aiohttp's) exceptions to the protocol's errors.
+
+Unreachable endpoints, missing credentials, throttling that outlasted botocore's retries,
+5xx answers and missing tables or buckets become ``BackendUnavailable``: the sidecar is fine,
+its storage is not (yet). Requests DynamoDB or S3 refuse as invalid become
+``RequestRejected``. Anything else is a bug here and becomes an internal ``SidecarError``.
+Messages name the service, the resource and the AWS error code; they are cut short and never
+include request parameters (so no payloads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from botocore import exceptions as bx
+
+from agentpersistence.client.protocol.errors import (
+    BackendUnavailable,
+    RequestRejected,
+    SidecarError,
+)
+
+_MAX_DETAIL = 200
+
+THROTTLING = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "TooManyRequestsException",
+        "LimitExceededException",
+    }
+)
+_MISSING = frozenset({"ResourceNotFoundException", "NoSuchBucket", "TableNotFoundException"})
+_REFUSED = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "MissingAuthenticationTokenException",
+    }
+)
+_INVALID = frozenset({"ValidationException", "InvalidArgument", "EntityTooLarge", "KeyTooLong"})
+
+UNREACHABLE = (
+    bx.EndpointConnectionError,
+    bx.ConnectionClosedError,
+    bx.ReadTimeoutError,
+    bx.ConnectTimeoutError,
+    bx.HTTPClientError,
+    bx.ConnectionError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    OSError,
+)
+FAILURES = (bx.BotoCoreError, bx.ClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+"""Every exception a call through aiobotocore may raise; :func:`translate` maps each."""
+
+
+def code_of(exc: BaseException) -> str:
+    """The AWS error code of a ``ClientError`` ("" for anything else)."""
+    if isinstance(exc, bx.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def translate(exc: BaseException, where: str) -> SidecarError:
+    """The protocol error for an exception raised by a call to ``where`` (e.g. "DynamoDB
+    table checkpoints")."""
+    if isinstance(exc, bx.ClientError):
+        return _client_error(exc, where)
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return BackendUnavailable(
+            f"no usable AWS credentials for {where}: {_detail(exc)}; provide them through the "
+            "standard chain (environment, web identity, instance or pod role)"
+        )
+    if isinstance(exc, bx.NoRegionError):
+        return BackendUnavailable(
+            f"no AWS region for {where}: set AWS_REGION or the backend's 'region' setting"
+        )
+    if isinstance(exc, bx.CredentialRetrievalError | bx.TokenRetrievalError):
+        return BackendUnavailable(f"cannot obtain AWS credentials for {where}: {_detail(exc)}")
+    if isinstance(exc, UNREACHABLE):
+        return BackendUnavailable(f"{where} is unreachable: {_detail(exc)}")
+    return SidecarError(f"{where} failed unexpectedly: {type(exc).__name__}: {_detail(exc)}")
+
+
+def _client_error(exc: bx.ClientError, where: str) -> SidecarError:
+    code = code_of(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    message = _detail(exc.response.get("Error", {}).get("Message", "") or code)
+    if code in THROTTLING:
+        return BackendUnavailable(
+            f"{where} is throttling requests ({code}) beyond botocore's retries; "
+            "retry later or raise the table's capacity"
+        )
+    if code in _MISSING or status == 404:
+        return BackendUnavailable(
+            f"{where} does not exist ({code}); create it with `agentpersistence-sidecar "
+            "--provision` or let the operator provision it"
+        )
+    if code in _REFUSED or status == 403:
+        return BackendUnavailable(f"{where} refused the credentials ({code}): {message}")
+    if status >= 500:
+        return BackendUnavailable(f"{where} answered {status} ({code}): {message}")
+    if code in _INVALID or 400 <= status < 500:
+        return RequestRejected(f"{where} rejected the request ({code}): {message}")
+    return SidecarError(f"{where} answered an unexpected error ({code}): {message}")
+
+
+def _detail(exc: BaseException | str) -> str:
+    text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."
