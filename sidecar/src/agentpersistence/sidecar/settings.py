@@ -166,7 +166,14 @@ class IndexSettings(_Model):
     algorithm: Literal["hnsw", "flat"] = "hnsw"
     m: int = Field(default=16, gt=0, description="HNSW: links per node.")
     ef_construction: int = Field(default=200, gt=0, description="HNSW: build-time candidate list.")
-    ef_runtime: int = Field(default=10, gt=0, description="HNSW: query-time candidate list.")
+    ef_runtime: int = Field(
+        default=300,
+        gt=0,
+        description=(
+            "HNSW: query-time candidate list. The default keeps recall@10 above 0.95 on hard "
+            "data (3,000 random 384-dim vectors: 0.50 at 10, 0.95 at 200, 0.99 at 300)."
+        ),
+    )
     embed: EmbedSettings | None = Field(
         default=None, description="Embed in the sidecar; leave unset when the agent embeds."
     )
@@ -181,8 +188,9 @@ class ValkeyStoreSettings(_Model):
         default=10_000,
         gt=0,
         description=(
-            "Without a search module, vector search is computed exactly in the sidecar over "
-            "at most this many items of the namespace prefix; beyond it searches are refused."
+            "Most items a search may examine in the sidecar itself: the exact vector search "
+            "without a search module, filtered scans, and the over-fetch of a KNN query whose "
+            "filter the index cannot apply. Past it the search is refused, naming this setting."
         ),
     )
 

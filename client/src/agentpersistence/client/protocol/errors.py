@@ -37,7 +37,7 @@ class RequestRejected(SidecarError):
 
     code = "invalid_request"
     status = 400
-    hint = "Check the arguments passed to the saver; the message says which field is wrong."
+    hint = "Fix the argument the message names; retrying the same call will fail again."
 
 
 class UnknownRoute(RequestRejected):

@@ -6,7 +6,9 @@ only how to store and find items quickly.
 
 Where LangGraph's ``InMemoryStore`` raises on a comparison with a missing or non-numeric
 field (``{"n": {"$gt": 1}}`` on an item without ``n``), the rule here is PostgreSQL's:
-the item does not match.
+the item does not match. Booleans count as non-numeric for ``$gt $gte $lt $lte`` (JSON
+has no ordering between booleans and numbers), where ``InMemoryStore`` compares them as
+0 and 1.
 """
 
 from __future__ import annotations
