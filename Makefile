@@ -13,19 +13,19 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast lint format bench testenv clean
+.PHONY: help install demo test test-fast lint format bench testenv crds clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements/dev.txt requirements/constraints.txt client/pyproject.toml sidecar/pyproject.toml
+$(STAMP): requirements/dev.txt requirements/constraints.txt client/pyproject.toml sidecar/pyproject.toml operator/pyproject.toml
 	@echo "==> building $(VENV) (pip cache: $(PIP_CACHE_DIR))"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -r requirements/dev.txt -c requirements/constraints.txt
 	@touch $@
 
-install: $(STAMP) ## Build .venv with client, sidecar and the test tools (editable)
+install: $(STAMP) ## Build .venv with client, sidecar, operator and the test tools (editable)
 
 demo: install ## Run an agent interrupted in one process and resumed in another (embedded Valkey + sidecar)
 	@$(PY) demo/run.py
@@ -35,11 +35,15 @@ lint: install ## ruff (lint + format check) and mypy --strict
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@echo "==> mypy --strict"
-	@$(VENV)/bin/mypy client/src sidecar/src tests bench demo
+	@$(VENV)/bin/mypy client/src sidecar/src operator/src tests bench demo
 
 format: install ## Apply ruff's fixes and formatting
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
+
+crds: install ## Regenerate the AgentPersistence CRD from the config model; sync the chart's copy
+	@$(PY) -m agentpersistence.operator.crd > crds/agentpersistence.io_agentpersistences.yaml
+	@bash scripts/sync-chart-crds.sh
 
 testenv: ## Build kube-apiserver, etcd, kubectl and helm into the cache (first run: minutes)
 	@bash tests/testenv/build.sh
@@ -55,4 +59,4 @@ bench: install ## Latency of SidecarSaver against in-process savers, side by sid
 	@$(PY) -m bench
 
 clean: ## Remove .venv and build litter (the download cache stays)
-	rm -rf $(VENV) .mypy_cache .ruff_cache client/src/*.egg-info sidecar/src/*.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache client/src/*.egg-info sidecar/src/*.egg-info operator/src/*.egg-info

@@ -1,0 +1,130 @@
+"""The checkpointer's DynamoDB table: keys ``PK``/``SK``, on-demand billing, TTL on ``expires``.
+
+The definition and the creation are the DynamoDB backend's (``schema.table_definition``,
+``provisioning.ensure_table``). An existing table is adopted when its keys are the backend's;
+other keys are a terminal error (the backend cannot use the table). TTL is always enabled: the
+attribute is only written when ``ttlSeconds`` is set, and DynamoDB allows one TTL change per
+hour, so switching ``ttlSeconds`` on later needs no table change. Billing mode and capacity
+are left as found (a platform team may choose provisioned capacity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from agentpersistence.sidecar.backends.dynamodb import errors as aws_codes
+from agentpersistence.sidecar.backends.dynamodb import provisioning, schema
+
+from .. import errors
+from ..bodies import Outputs
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+KeySchema = tuple[tuple[str, str], ...]
+"""``((attribute, HASH|RANGE), ...)``."""
+
+TTL_ON = ("ENABLED", "ENABLING")
+
+
+@dataclass(frozen=True)
+class TableState:
+    name: str
+    arn: str
+    status: str
+    keys: KeySchema
+    ttl_status: str
+    ttl_attribute: str | None
+
+
+def wanted_keys(table_name: str) -> KeySchema:
+    definition = schema.table_definition(table_name)
+    return tuple((k["AttributeName"], k["KeyType"]) for k in definition["KeySchema"])
+
+
+class DynamoDBTable:
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self.client = client
+        self.name = table_name
+        self.description = f"DynamoDB table {table_name}"
+        self.claim = ("tableName", table_name)
+
+    async def read(self) -> TableState | None:
+        with errors.guarded("aws", self.description):
+            try:
+                described = await self.client.describe_table(TableName=self.name)
+            except ClientError as exc:
+                if aws_codes.code_of(exc) == "ResourceNotFoundException":
+                    return None
+                raise
+            ttl = await self.client.describe_time_to_live(TableName=self.name)
+        table = described["Table"]
+        spec = ttl.get("TimeToLiveDescription", {})
+        return TableState(
+            name=self.name,
+            arn=table.get("TableArn", ""),
+            status=table.get("TableStatus", ""),
+            keys=tuple((k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])),
+            ttl_status=spec.get("TimeToLiveStatus", "DISABLED"),
+            ttl_attribute=spec.get("AttributeName"),
+        )
+
+    def delta(self, observed: TableState) -> list[str]:
+        problems = []
+        if observed.keys != wanted_keys(self.name):
+            problems.append(f"{self.description} has keys {_keys(observed.keys)}")
+        if observed.status == "DELETING":
+            problems.append(f"{self.description} is being deleted")
+        if observed.ttl_status not in TTL_ON or observed.ttl_attribute != schema.EXPIRES:
+            attribute = observed.ttl_attribute or "no attribute"
+            problems.append(
+                f"{self.description} has TTL {observed.ttl_status} on {attribute} "
+                f"(want ENABLED on {schema.EXPIRES})"
+            )
+        return problems
+
+    async def create(self) -> TableState:
+        return await self._ensure()
+
+    async def update(self, observed: TableState) -> TableState:
+        if observed.keys != wanted_keys(self.name):
+            raise errors.Terminal(
+                f"{self.description} exists with keys {_keys(observed.keys)}; the DynamoDB "
+                f"backend needs {_keys(wanted_keys(self.name))}: choose another tableName",
+                reason="TableNotAdoptable",
+            )
+        if observed.status == "DELETING":
+            raise errors.Retryable(f"{self.description} is being deleted", reason="Deleting")
+        if observed.ttl_status in TTL_ON and observed.ttl_attribute != schema.EXPIRES:
+            raise errors.Terminal(
+                f"{self.description} has TTL on {observed.ttl_attribute}; the backend expires "
+                f"items with {schema.EXPIRES}: disable that TTL or choose another tableName",
+                reason="TableNotAdoptable",
+            )
+        return await self._ensure()
+
+    async def delete(self) -> None:
+        with errors.guarded("aws", self.description):
+            try:
+                await self.client.delete_table(TableName=self.name)
+            except ClientError as exc:
+                if aws_codes.code_of(exc) != "ResourceNotFoundException":
+                    raise
+
+    def outputs(self, observed: TableState) -> Outputs:
+        return {"tableName": observed.name, "tableArn": observed.arn}
+
+    async def _ensure(self) -> TableState:
+        with errors.guarded("aws", self.description):
+            await provisioning.ensure_table(self.client, self.name)
+        state = await self.read()
+        if state is None:
+            raise errors.Retryable(f"{self.description} vanished after creation", reason="Gone")
+        return state
+
+
+def _keys(keys: KeySchema) -> str:
+    return ", ".join(f"{name} ({kind})" for name, kind in keys) or "none"

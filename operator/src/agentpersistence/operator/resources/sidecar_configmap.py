@@ -1,0 +1,119 @@
+"""The ConfigMap ``<name>-sidecar-config``: the sidecar's config file, resolved from the spec.
+
+One key, ``sidecar.yaml``: the spec's ``checkpointer``/``store``/``cache`` blocks with every
+default filled in (:func:`..spec.sidecar_config`), the file the injected sidecar reads with
+``--config``. The resource owns it (controller owner reference), so Kubernetes' garbage
+collector removes it with the resource; the delete handler removes it too, whatever the
+deletion policy (it holds configuration, not data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kopf
+import yaml
+
+from .. import kube, naming
+from ..bodies import ConfigMap, Outputs, OwnerReference
+from ..spec import AgentPersistenceSpec, sidecar_config
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ``AgentPersistence`` a ConfigMap belongs to."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+def render(spec: AgentPersistenceSpec, owner: Owner) -> ConfigMap:
+    """The ConfigMap for this spec (pure)."""
+    reference: OwnerReference = {
+        "apiVersion": naming.API_VERSION,
+        "kind": naming.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    text = yaml.safe_dump(sidecar_config(spec), sort_keys=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": naming.sidecar_configmap(owner.name),
+            "namespace": owner.namespace,
+            "labels": {
+                naming.MANAGED_BY_LABEL: naming.FIELD_MANAGER,
+                naming.OWNER_LABEL: owner.name,
+            },
+            "ownerReferences": [reference],
+        },
+        "data": {naming.CONFIG_KEY: text},
+    }
+
+
+@dataclass(frozen=True)
+class ConfigMapState:
+    name: str
+    data: dict[str, str]
+    owned: bool
+
+
+class SidecarConfigMap:
+    def __init__(
+        self,
+        spec: AgentPersistenceSpec,
+        owner: Owner,
+        *,
+        settings: kopf.OperatorSettings,
+        logger: kube.Logger,
+    ) -> None:
+        self.body = render(spec, owner)
+        self.owner = owner
+        self.name = self.body["metadata"]["name"]
+        self.path = kube.configmap_path(owner.namespace, self.name)
+        self.settings = settings
+        self.logger = logger
+        self.description = f"ConfigMap {self.name}"
+        self.claim = ("configMapName", self.name)
+
+    async def read(self) -> ConfigMapState | None:
+        found = await kube.read(self.path, settings=self.settings, logger=self.logger)
+        return None if found is None else self._state(found)
+
+    def delta(self, observed: ConfigMapState) -> list[str]:
+        problems = []
+        if observed.data != self.body["data"]:
+            problems.append(f"{self.description} holds another sidecar config")
+        if not observed.owned:
+            problems.append(f"{self.description} is not owned by {self.owner.name}")
+        return problems
+
+    async def create(self) -> ConfigMapState:
+        return await self._apply()
+
+    async def update(self, observed: ConfigMapState) -> ConfigMapState:
+        return await self._apply()
+
+    async def delete(self) -> None:
+        await kube.delete(self.path, settings=self.settings, logger=self.logger)
+
+    def outputs(self, observed: ConfigMapState) -> Outputs:
+        return {"configMapName": observed.name}
+
+    async def _apply(self) -> ConfigMapState:
+        stored = await kube.apply(self.path, self.body, settings=self.settings, logger=self.logger)
+        return self._state(stored)
+
+    def _state(self, found: dict[str, object]) -> ConfigMapState:
+        metadata = found.get("metadata")
+        references = metadata.get("ownerReferences", []) if isinstance(metadata, dict) else []
+        data = found.get("data")
+        return ConfigMapState(
+            name=self.name,
+            data=dict(data) if isinstance(data, dict) else {},
+            owned=any(r.get("uid") == self.owner.uid for r in references),
+        )

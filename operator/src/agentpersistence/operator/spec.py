@@ -1,0 +1,135 @@
+"""The ``spec`` of an ``AgentPersistence``: the sidecar's config model plus the operator's fields.
+
+:class:`AgentPersistenceSpec` *is* the sidecar's :class:`SidecarConfig` (same blocks, same
+validators, same camelCase aliases) with the fields only the operator reads added beside
+them: ``deletionPolicy``, ``sidecar`` (the injected container), ``serviceAccountName`` (how the
+sidecar gets AWS credentials) and ``agentcoreMemory``. The CRD's schema is generated from
+this model (:mod:`.crd`) and the ConfigMap the sidecar reads is :func:`sidecar_config` of it,
+so the resource, the operator and the sidecar cannot disagree on a field.
+
+AgentCore Memory is an operator-level block, not a ``checkpointer.backend``: this release's
+sidecar has no AgentCore backend, so the operator provisions the memory (for agents that call
+AgentCore directly, and for the sidecar backend to come) and reports its id in the status.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from agentpersistence.sidecar.settings import SidecarConfig
+
+DeletionPolicy = Literal["Retain", "Delete"]
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+Quantity = int | str
+
+SIDECAR_FIELDS = ("checkpointer", "store", "cache")
+"""The blocks of the spec that are the sidecar's config, verbatim."""
+
+
+class InvalidSpec(ValueError):
+    """The spec does not parse; the message lists every problem by path."""
+
+
+class _Block(BaseModel):
+    model_config = SidecarConfig.model_config
+
+
+class ResourceRequirements(_Block):
+    """CPU and memory of the sidecar container, as in a Pod (``100m``, ``64Mi``)."""
+
+    requests: dict[str, Quantity] | None = Field(
+        default=None, description="Minimum resources, e.g. {cpu: 50m, memory: 64Mi}."
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None, description="Maximum resources, e.g. {memory: 256Mi}."
+    )
+
+
+class SidecarContainer(_Block):
+    """The sidecar container the webhook injects into agent pods that use this resource."""
+
+    image: str | None = Field(
+        default=None,
+        description="Sidecar image; unset uses the image the operator was installed with.",
+    )
+    image_pull_policy: PullPolicy | None = Field(
+        default=None, description="Always, IfNotPresent or Never; unset: Kubernetes' default."
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Requests and limits; unset uses the operator's defaults."
+    )
+
+
+class AgentCoreMemorySpec(_Block):
+    """A Bedrock AgentCore Memory the operator provisions (its id appears in the status).
+
+    The sidecar has no AgentCore Memory backend in this release: agents use the memory
+    through the AgentCore API directly, with the id from ``status.outputs.memoryId``.
+    """
+
+    name: str = Field(
+        pattern=r"^[a-zA-Z][a-zA-Z0-9_]{0,47}$",
+        description="Memory name, unique per account and region: a letter, then up to 47 "
+        "letters, digits or underscores. Immutable.",
+    )
+    event_expiry_days: int = Field(
+        default=90, ge=3, le=365, description="Days AgentCore keeps short-term memory events."
+    )
+    description: str | None = Field(
+        default=None, max_length=4096, description="Free text shown in the AgentCore console."
+    )
+    region: str | None = Field(
+        default=None, description="AWS region; default: the operator's AWS_REGION."
+    )
+
+
+class AgentPersistenceSpec(SidecarConfig):
+    """Durable state for LangGraph agents: what the sidecar stores where, and what the operator
+    provisions for it (DynamoDB table, S3 bucket, Valkey search index, AgentCore Memory)."""
+
+    deletion_policy: DeletionPolicy = Field(
+        default="Retain",
+        description="What happens to the provisioned tables, buckets, indexes and memories "
+        "when this resource is deleted: Retain keeps them (and their data), Delete removes "
+        "them. The sidecar's ConfigMap is always removed.",
+    )
+    sidecar: SidecarContainer | None = Field(
+        default=None, description="The injected sidecar container (image, pull policy, resources)."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The ServiceAccount agent pods using this resource run as; the sidecar "
+        "gets its AWS credentials from it. IRSA: annotate it with "
+        "eks.amazonaws.com/role-arn: <role ARN>. EKS Pod Identity: associate the role with "
+        "it (aws eks create-pod-identity-association). Credentials are per pod, so the role "
+        "needs DynamoDB, S3 (and Bedrock) access to the resources named here. Unset: the "
+        "pod's own ServiceAccount.",
+    )
+    agentcore_memory: AgentCoreMemorySpec | None = Field(
+        default=None,
+        description="Provision a Bedrock AgentCore Memory as well (operator only: not a "
+        "sidecar backend in this release).",
+    )
+
+
+def parse_spec(data: Any) -> AgentPersistenceSpec:
+    """The spec of a resource body, or :class:`InvalidSpec` naming each problem."""
+    try:
+        return AgentPersistenceSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise InvalidSpec(problems) from None
+
+
+def sidecar_config(spec: AgentPersistenceSpec) -> dict[str, Any]:
+    """The sidecar's config file for this spec: its blocks, camelCase, unset fields left out."""
+    config = SidecarConfig.model_validate(spec.model_dump(include=set(SIDECAR_FIELDS)))
+    dumped: dict[str, Any] = config.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return dumped

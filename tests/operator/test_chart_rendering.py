@@ -1,0 +1,468 @@
+"""The Helm chart lints, renders and says what the design says, value by value.
+
+``helm`` comes from the test environment (``tests/testenv/build.sh``); the last test sends the
+whole rendering to the real API server (server-side dry run), so every object is valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from agentpersistence.operator.webhook import handlers, inject
+from agentpersistence.operator.webhook.settings import InjectionSettings, injection_from_env
+from rig.kube import KubeControlPlane, KubectlError
+
+pytestmark = pytest.mark.controlplane
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "agentpersistence"
+RELEASE = "demo"
+NAMESPACE = "ap-system"
+FULLNAME = "demo-agentpersistence"
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+
+Manifest = dict[str, Any]
+Render = Callable[..., list[Manifest]]
+
+
+def helm(bin_dir: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    return subprocess.run(
+        [str(bin_dir / "helm"), *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+@pytest.fixture
+def render(testenv_bin_dir: Path, tmp_path: Path) -> Render:
+    """``render(*helm_args)``: the chart's objects as ``helm template`` renders them."""
+
+    def rendered(*args: str, namespace: str = NAMESPACE) -> list[Manifest]:
+        argv = ["template", RELEASE, str(CHART), "-n", namespace, *args]
+        result = helm(testenv_bin_dir, tmp_path, *argv)
+        assert result.returncode == 0, result.stderr
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    return rendered
+
+
+def one(objects: list[Manifest], kind: str, name: str | None = None) -> Manifest:
+    found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
+    return found[0]
+
+
+def kinds(objects: list[Manifest]) -> list[tuple[str, str]]:
+    return sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+
+
+def operator_container(objects: list[Manifest]) -> Manifest:
+    containers: list[Manifest] = one(objects, "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert [c["name"] for c in containers] == ["operator"]
+    return containers[0]
+
+
+def container_env(container: Manifest) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+# --------------------------------------------------------------------------- lint
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (),
+        ("--set", "webhook.certificates.mode=cert-manager"),
+        ("--set", "operator.watchNamespaces={team-a,team-b}", "--set", "rbac.create=true"),
+        ("--set", "sidecar.probePort=0", "--set", "sidecar.nativeSidecars=false"),
+    ],
+)
+def test_helm_lint_passes(testenv_bin_dir: Path, tmp_path: Path, values: tuple[str, ...]) -> None:
+    result = helm(testenv_bin_dir, tmp_path, "lint", "--strict", str(CHART), *values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        (("--set", "webhook.timeoutSeconds=31"), "/webhook/timeoutSeconds"),
+        (("--set", "webhook.failurePolicy=Sometimes"), "/webhook/failurePolicy"),
+        (("--set", "sidecar.nativeSidecars=maybe"), "/sidecar/nativeSidecars"),
+        (("--set", "operator.replicas=2"), "replicas"),
+        (("--set", "webhook.certificates.mode=vault"), "/webhook/certificates/mode"),
+    ],
+)
+def test_the_schema_refuses_bad_values(
+    testenv_bin_dir: Path, tmp_path: Path, values: tuple[str, ...], fragment: str
+) -> None:
+    result = helm(testenv_bin_dir, tmp_path, "template", RELEASE, str(CHART), *values)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert fragment in result.stderr
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def test_the_default_rendering_has_the_designed_objects(render: Render) -> None:
+    assert kinds(render()) == [
+        ("ClusterRole", FULLNAME),
+        ("ClusterRole", f"{FULLNAME}-cluster"),
+        ("ClusterRoleBinding", FULLNAME),
+        ("ClusterRoleBinding", f"{FULLNAME}-cluster"),
+        ("Deployment", FULLNAME),
+        ("MutatingWebhookConfiguration", FULLNAME),
+        ("Pod", f"{FULLNAME}-test-webhook"),
+        ("Secret", f"{FULLNAME}-webhook-tls"),
+        ("Service", f"{FULLNAME}-webhook"),
+        ("ServiceAccount", FULLNAME),
+    ]
+
+
+def test_the_operator_runs_non_root_on_a_read_only_filesystem(render: Render) -> None:
+    objects = render()
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = operator_container(objects)
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    assert pod["serviceAccountName"] == FULLNAME
+
+
+def test_the_operator_runs_kopf_standalone_with_its_liveness_endpoint(render: Render) -> None:
+    container = operator_container(render())
+    assert container["command"] == ["agentpersistence-operator"]
+    assert container["args"] == [
+        "--standalone",
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--log-format=json",
+        "--all-namespaces",
+    ]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"webhook": 9443, "health": 8080}
+
+
+def test_the_deployment_env_is_what_the_webhook_reads(render: Render) -> None:
+    env = container_env(operator_container(render()))
+    assert injection_from_env(env) == InjectionSettings(
+        image=f"agentpersistence/sidecar:{APP_VERSION}",
+        image_pull_policy="IfNotPresent",
+        resources={"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        native_sidecars=True,  # helm's default Kubernetes version is >= 1.29
+    )
+    assert env["AGENTPERSISTENCE_WEBHOOK_PORT"] == "9443"
+    assert env["AGENTPERSISTENCE_WEBHOOK_CERT_DIR"] == "/etc/agentpersistence/webhook"
+
+
+def test_sidecar_values_reach_the_webhook(render: Render) -> None:
+    objects = render(
+        "--set", "sidecar.image.digest=sha256:" + "a" * 64,
+        "--set", "sidecar.probePort=0",
+        "--set", "sidecar.socketDir=/run/ap",
+        "--set-json", 'sidecar.env=[{"name": "AWS_REGION", "value": "eu-west-1"}]',
+    )  # fmt: skip
+    settings = injection_from_env(container_env(operator_container(objects)))
+    assert settings.image == "agentpersistence/sidecar@sha256:" + "a" * 64
+    assert settings.probe_port is None
+    assert settings.socket_path == "/run/ap/sidecar.sock"
+    assert settings.extra_env == ({"name": "AWS_REGION", "value": "eu-west-1"},)
+
+
+@pytest.mark.parametrize(
+    ("kube_version", "value", "expected"),
+    [("1.28.0", "auto", "false"), ("1.29.0", "auto", "true"), ("1.34.0", "false", "false")],
+)
+def test_native_sidecars_follow_the_cluster_version(
+    render: Render, kube_version: str, value: str, expected: str
+) -> None:
+    objects = render("--kube-version", kube_version, "--set", f"sidecar.nativeSidecars={value}")
+    assert (
+        container_env(operator_container(objects))["AGENTPERSISTENCE_NATIVE_SIDECARS"] == expected
+    )
+
+
+def test_the_certificate_secret_is_mounted_where_the_webhook_reads_it(render: Render) -> None:
+    objects = render()
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == f"{FULLNAME}-webhook-tls"
+    mounts = {m["name"]: m for m in operator_container(objects)["volumeMounts"]}
+    assert mounts["webhook-tls"] == {
+        "name": "webhook-tls",
+        "mountPath": "/etc/agentpersistence/webhook",
+        "readOnly": True,
+    }
+    assert mounts["tmp"]["mountPath"] == "/tmp"
+
+
+# --------------------------------------------------------------------------- the webhook
+
+
+def test_the_webhook_configuration_has_the_designed_fields(render: Render) -> None:
+    objects = render()
+    configuration = one(objects, "MutatingWebhookConfiguration")
+    [webhook] = configuration["webhooks"]
+    client = webhook.pop("clientConfig")
+    assert webhook == {
+        "name": "inject.agentpersistence.io",
+        "admissionReviewVersions": ["v1"],
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+                "operations": ["CREATE"],
+                "scope": "Namespaced",
+            }
+        ],
+        "matchPolicy": "Equivalent",
+        "objectSelector": {"matchLabels": {inject.INJECT_LABEL: "true"}},
+        "namespaceSelector": {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": [NAMESPACE, "kube-system"],
+                }
+            ]
+        },
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+        "failurePolicy": "Fail",
+        "reinvocationPolicy": "IfNeeded",
+    }
+    service = one(objects, "Service")
+    assert client["service"] == {
+        "name": service["metadata"]["name"],
+        "namespace": NAMESPACE,
+        "port": 443,
+        "path": handlers.WEBHOOK_PATH,
+    }
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_the_release_namespace_is_excluded_once(render: Render) -> None:
+    objects = render("--set", "webhook.excludedNamespaces={kube-system,ap-system}")
+    [webhook] = one(objects, "MutatingWebhookConfiguration")["webhooks"]
+    [expression] = webhook["namespaceSelector"]["matchExpressions"]
+    assert expression["values"] == [NAMESPACE, "kube-system"]
+
+
+def test_the_ca_bundle_signed_the_served_certificate(render: Render) -> None:
+    objects = render()
+    secret = one(objects, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    [webhook] = one(objects, "MutatingWebhookConfiguration")["webhooks"]
+    assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    served.verify_directly_issued_by(ca)
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    service = f"{FULLNAME}-webhook"
+    assert names.get_values_for_type(x509.DNSName) == [
+        service,
+        f"{service}.{NAMESPACE}",
+        f"{service}.{NAMESPACE}.svc",
+        f"{service}.{NAMESPACE}.svc.cluster.local",
+    ]
+
+
+def test_cert_manager_mode_lets_cainjector_fill_the_bundle(render: Render) -> None:
+    objects = render("--set", "webhook.certificates.mode=cert-manager")
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    certificate = one(objects, "Certificate", f"{FULLNAME}-webhook")
+    assert certificate["spec"]["secretName"] == f"{FULLNAME}-webhook-tls"
+    assert certificate["spec"]["issuerRef"] == {"name": f"{FULLNAME}-webhook-ca", "kind": "Issuer"}
+    configuration = one(objects, "MutatingWebhookConfiguration")
+    assert configuration["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": f"{NAMESPACE}/{FULLNAME}-webhook"
+    }
+    assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "Issuer"} == {
+        f"{FULLNAME}-selfsigned",
+        f"{FULLNAME}-webhook-ca",
+    }
+
+
+def test_cert_manager_with_an_issuer_creates_none(render: Render) -> None:
+    objects = render(
+        "--set", "webhook.certificates.mode=cert-manager",
+        "--set", "webhook.certificates.certManager.issuerRef.name=corp-ca",
+        "--set", "webhook.certificates.certManager.issuerRef.kind=ClusterIssuer",
+    )  # fmt: skip
+    assert not [o for o in objects if o["kind"] == "Issuer"]
+    certificate = one(objects, "Certificate")
+    assert certificate["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def test_the_helm_test_pod_calls_the_webhook_through_its_service(render: Render) -> None:
+    pod = one(render(), "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    [container] = pod["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "agentpersistence.operator.webhook.selftest"]
+    url = f"https://{FULLNAME}-webhook.{NAMESPACE}.svc:443{handlers.WEBHOOK_PATH}"
+    assert f"--url={url}" in container["args"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["volumes"][0]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+
+
+# --------------------------------------------------------------------------- RBAC
+
+
+def rules(objects: list[Manifest], name: str) -> list[Manifest]:
+    found: list[Manifest] = one(objects, "ClusterRole", name)["rules"]
+    return found
+
+
+def test_rbac_is_least_privilege(render: Render) -> None:
+    objects = render()
+    assert rules(objects, FULLNAME) == [
+        {
+            "apiGroups": ["agentpersistence.io"],
+            "resources": ["agentpersistences"],
+            "verbs": ["get", "list", "watch", "patch"],
+        },
+        {
+            "apiGroups": ["agentpersistence.io"],
+            "resources": ["agentpersistences/status"],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["agentpersistence.io"],
+            "resources": ["agentpersistences/finalizers"],
+            "verbs": ["update"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "verbs": ["create", "get", "patch", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+    assert rules(objects, f"{FULLNAME}-cluster") == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    ]
+    every = [r for name in (FULLNAME, f"{FULLNAME}-cluster") for r in rules(objects, name)]
+    assert not [r for r in every if "pods" in r["resources"] or "secrets" in r["resources"]]
+    assert not [r for r in every if "*" in r["verbs"] or "*" in r["resources"]]
+
+
+def test_watched_namespaces_get_role_bindings_and_the_webhook_only_sees_them(
+    render: Render,
+) -> None:
+    objects = render("--set", "operator.watchNamespaces={team-a,team-b}")
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    assert {b["roleRef"]["name"] for b in bindings} == {FULLNAME}
+    assert [b["metadata"]["name"] for b in objects if b["kind"] == "ClusterRoleBinding"] == [
+        f"{FULLNAME}-cluster"
+    ]
+    args = operator_container(objects)["args"]
+    assert "--namespace=team-a" in args
+    assert "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+    [webhook] = one(objects, "MutatingWebhookConfiguration")["webhooks"]
+    assert webhook["namespaceSelector"]["matchExpressions"][1] == {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "In",
+        "values": ["team-a", "team-b"],
+    }
+
+
+# --------------------------------------------------------------------------- the API server
+
+
+def test_the_rendering_is_accepted_by_the_api_server(
+    kube_control_plane: KubeControlPlane, render: Render
+) -> None:
+    kube = kube_control_plane
+    namespace = f"ap-chart-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", namespace)
+    try:
+        objects = render(namespace=namespace)
+        stream = "\n---\n".join(json.dumps(o) for o in objects)
+        try:
+            argv = ("apply", "--dry-run=server", "-o", "name", "-f", "-")
+            result = kube.kubectl(*argv, input=stream)
+        except KubectlError as error:
+            pytest.fail(f"the API server refused the rendering: {error.stderr}")
+        assert len(result.stdout.split()) == len(objects)
+    finally:
+        kube.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def install_dry_run(kube: KubeControlPlane, home: Path, namespace: str) -> list[Manifest]:
+    """``helm install --dry-run=server``: rendered against the cluster (``lookup`` works)."""
+    argv = ["install", RELEASE, str(CHART), "-n", namespace, "--dry-run=server"]
+    homes = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
+    env = kube.env() | homes | {"HOME": str(home)}
+    helm_bin = str(kube.bin_dir / "helm")
+    result = subprocess.run([helm_bin, *argv], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    manifest = result.stdout.split("MANIFEST:", 1)[1].split("NOTES:", 1)
+    assert "Injected sidecars are native sidecars" in manifest[1]
+    return [doc for doc in yaml.safe_load_all(manifest[0]) if doc]
+
+
+def test_an_upgrade_keeps_the_existing_certificates(
+    kube_control_plane: KubeControlPlane, tmp_path: Path
+) -> None:
+    """An existing webhook Secret (a previous release) is reused, with its CA as caBundle."""
+    kube = kube_control_plane
+    namespace = f"ap-certs-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", namespace)
+    try:
+        first = one(install_dry_run(kube, tmp_path, namespace), "Secret")
+        owner = {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": namespace}
+        kube.apply(first | {"metadata": first["metadata"] | {"annotations": owner}})
+        again = install_dry_run(kube, tmp_path, namespace)
+        assert one(again, "Secret")["data"] == first["data"]
+        [webhook] = one(again, "MutatingWebhookConfiguration")["webhooks"]
+        assert webhook["clientConfig"]["caBundle"] == first["data"]["ca.crt"]
+    finally:
+        kube.kubectl("delete", "namespace", namespace, "--wait=false")

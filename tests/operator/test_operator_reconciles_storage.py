@@ -1,0 +1,362 @@
+"""The operator on a real API server provisions, keeps and releases the storage a CR describes.
+
+Backends: DynamoDB Local (table), moto (S3 bucket, AgentCore control plane), Valkey with
+RediSearch (the store's index). One ``AgentPersistence`` with every kind of storage goes
+through its life in order: Ready with outputs, the storage as the backends define it, a
+second reconcile that changes nothing, drift reported then repaired, deletion with
+``Retain``. Other tests cover ``Delete`` (with an adopted table) and a terminal error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+
+from agentpersistence.operator import naming
+from agentpersistence.sidecar.backends.dynamodb import schema as dynamodb_schema
+from agentpersistence.sidecar.backends.valkey import store_schema
+from agentpersistence.sidecar.settings import ValkeyStoreSettings, parse_config
+from rig.operator import Backends, Cluster, aws_clients, eventually, ft_info
+from rig.operator import unique as unique_name
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.usefixtures("operator")]
+
+TTL_SECONDS = 2 * 86400
+DIMS = 8
+CHANGES = {"Created", "Updated", "Adopted"}
+
+
+@dataclass(frozen=True)
+class Names:
+    resource: str
+    table: str
+    bucket: str
+    prefix: str
+    memory: str
+
+    @classmethod
+    def fresh(cls) -> Names:
+        suffix = unique_name("x")[2:]
+        return cls(
+            f"agent-{suffix}",
+            f"ap-table-{suffix}",
+            f"ap-bucket-{suffix}",
+            f"ap{suffix}",
+            f"mem_{suffix}",
+        )
+
+    @property
+    def index(self) -> str:
+        return store_schema.index_name(
+            ValkeyStoreSettings(url="valkey://x", key_prefix=self.prefix)
+        )
+
+
+def full_spec(names: Names, backends: Backends, policy: str) -> dict[str, Any]:
+    valkey = {"url": backends.valkey_url, "keyPrefix": names.prefix}
+    return {
+        "deletionPolicy": policy,
+        "checkpointer": {
+            "backend": "dynamodb",
+            "dynamodb": {
+                "tableName": names.table,
+                "ttlSeconds": TTL_SECONDS,
+                "s3Offload": {"bucketName": names.bucket},
+            },
+        },
+        "store": {"backend": "valkey", "valkey": valkey, "index": {"dims": DIMS}},
+        "cache": {"backend": "valkey", "valkey": valkey},
+        "agentcoreMemory": {"name": names.memory, "eventExpiryDays": 30},
+    }
+
+
+def manifest(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": naming.API_VERSION,
+        "kind": naming.KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def request_reconcile(cluster: Cluster, name: str) -> None:
+    """Annotate the resource and wait until kopf has handled that change."""
+    stamp = datetime.datetime.now(datetime.UTC).isoformat()
+    cluster.kube.kubectl(
+        "annotate", naming.CRD_NAME, name, "-n", cluster.namespace, "--overwrite",
+        f"{naming.RECONCILE_ANNOTATION}={stamp}",
+    )  # fmt: skip
+
+    def handled() -> bool:
+        annotations = cluster.must_get(name)["metadata"].get("annotations", {})
+        last = annotations.get(f"{naming.KOPF_ANNOTATION_PREFIX}/last-handled-configuration")
+        return last is not None and stamp in last
+
+    eventually(handled, f"{name} to be reconciled after the annotation")
+
+
+async def snapshot(backends: Backends, names: Names) -> dict[str, Any]:
+    """Everything observable about the storage (to compare before and after a reconcile)."""
+    async with aws_clients(backends) as aws:
+        table = (await aws.dynamodb.describe_table(TableName=names.table))["Table"]
+        ttl = await aws.dynamodb.describe_time_to_live(TableName=names.table)
+        lifecycle = await aws.s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)
+        encryption = await aws.s3.get_bucket_encryption(Bucket=names.bucket)
+        public = await aws.s3.get_public_access_block(Bucket=names.bucket)
+        memories = (await aws.agentcore.list_memories())["memories"]
+    return {
+        "table": table,
+        "ttl": ttl["TimeToLiveDescription"],
+        "lifecycle": lifecycle["Rules"],
+        "encryption": encryption["ServerSideEncryptionConfiguration"],
+        "public": public["PublicAccessBlockConfiguration"],
+        "memories": memories,
+        "index": stable_index_info(backends, names),
+    }
+
+
+def stable_index_info(backends: Backends, names: Names) -> dict[str, Any] | None:
+    """The index's definition and size (FT.INFO also counts its own uses and timings)."""
+    info = ft_info(backends.valkey_url, names.index)
+    if info is None:
+        return None
+    return {key: info.get(key) for key in ("index_definition", "attributes", "num_docs")}
+
+
+async def memory_named(backends: Backends, name: str) -> dict[str, Any] | None:
+    async with aws_clients(backends) as aws:
+        for summary in (await aws.agentcore.list_memories())["memories"]:
+            memory = (await aws.agentcore.get_memory(memoryId=summary["id"]))["memory"]
+            if memory.get("name") == name and memory["status"] != "DELETING":
+                return dict(memory)
+    return None
+
+
+async def table_exists(backends: Backends, table: str) -> bool:
+    async with aws_clients(backends) as aws:
+        try:
+            await aws.dynamodb.describe_table(TableName=table)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                return False
+            raise
+    return True
+
+
+async def bucket_exists(backends: Backends, bucket: str) -> bool:
+    async with aws_clients(backends) as aws:
+        try:
+            await aws.s3.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchBucket"):
+                return False
+            raise
+    return True
+
+
+# --------------------------------------------------------------------------- one life
+
+
+@pytest.fixture(scope="module")
+def retained(cluster: Cluster, backends: Backends) -> Iterator[Names]:
+    """A resource with every kind of storage and ``deletionPolicy: Retain``, applied once."""
+    names = Names.fresh()
+    cluster.apply(manifest(cluster.namespace, names.resource, full_spec(names, backends, "Retain")))
+    yield names
+    if cluster.get(names.resource) is not None:
+        cluster.delete(names.resource)
+
+
+def test_resource_becomes_ready_with_outputs(cluster: Cluster, retained: Names) -> None:
+    ready = cluster.wait_condition(retained.resource, "Ready", "True")
+    body = cluster.must_get(retained.resource)
+    status = body["status"]
+    assert ready["observedGeneration"] == body["metadata"]["generation"]
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert cluster.status_of(retained.resource, "Synced") == "True"
+    assert cluster.status_of(retained.resource, "Terminal") == "False"
+    outputs = status["outputs"]
+    assert outputs["tableName"] == retained.table
+    assert outputs["tableArn"].endswith(f":table/{retained.table}")
+    assert outputs["bucketName"] == retained.bucket
+    assert outputs["bucketArn"] == f"arn:aws:s3:::{retained.bucket}"
+    assert outputs["indexName"] == retained.index
+    assert outputs["memoryId"]
+    assert outputs["memoryArn"].endswith(outputs["memoryId"])
+    assert outputs["configMapName"] == naming.sidecar_configmap(retained.resource)
+    created = {e["message"] for e in cluster.events(retained.resource) if e["reason"] == "Created"}
+    assert any(retained.table in message for message in created)
+
+
+async def test_storage_is_what_the_backends_define(
+    cluster: Cluster, backends: Backends, retained: Names
+) -> None:
+    cluster.wait_condition(retained.resource, "Ready", "True")
+    found = await snapshot(backends, retained)
+    keys = [(k["AttributeName"], k["KeyType"]) for k in found["table"]["KeySchema"]]
+    wanted = dynamodb_schema.table_definition(retained.table)["KeySchema"]
+    assert keys == [(k["AttributeName"], k["KeyType"]) for k in wanted]
+    assert found["ttl"]["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
+    assert found["ttl"]["AttributeName"] == dynamodb_schema.EXPIRES
+    assert [r["ID"] for r in found["lifecycle"]] == [
+        dynamodb_schema.lifecycle_rule(TTL_SECONDS)["ID"]
+    ]
+    assert found["public"] == dynamodb_schema.PUBLIC_ACCESS_BLOCK
+    assert found["index"] is not None, "FT.INFO found no index"
+    memory = await memory_named(backends, retained.memory)
+    assert memory is not None
+    assert memory["status"] == "ACTIVE"
+    assert memory["eventExpiryDuration"] == 30
+    assert cluster.must_get(retained.resource)["status"]["outputs"]["memoryId"] == memory["id"]
+
+
+def test_configmap_holds_the_resolved_sidecar_config(cluster: Cluster, retained: Names) -> None:
+    cluster.wait_condition(retained.resource, "Ready", "True")
+    configmap = cluster.configmap(naming.sidecar_configmap(retained.resource))
+    assert configmap is not None
+    owner = cluster.must_get(retained.resource)["metadata"]["uid"]
+    assert [r["uid"] for r in configmap["metadata"]["ownerReferences"]] == [owner]
+    config = parse_config(yaml.safe_load(configmap["data"][naming.CONFIG_KEY]))
+    assert config.checkpointer is not None
+    assert config.checkpointer.dynamodb is not None
+    assert config.checkpointer.dynamodb.table_name == retained.table
+    assert config.store is not None
+    assert config.store.index is not None
+    assert config.store.index.dims == DIMS
+    text = configmap["data"][naming.CONFIG_KEY]
+    assert "agentcoreMemory" not in text
+    assert "deletionPolicy" not in text
+
+
+async def test_a_second_reconcile_changes_nothing(
+    cluster: Cluster, backends: Backends, retained: Names
+) -> None:
+    cluster.wait_condition(retained.resource, "Ready", "True")
+    before = cluster.must_get(retained.resource)
+    storage_before = await snapshot(backends, retained)
+    configmap = naming.sidecar_configmap(retained.resource)
+    version_before = cluster.configmap_version(configmap)
+    changes_before = sum(r in CHANGES for r in cluster.reasons(retained.resource))
+
+    request_reconcile(cluster, retained.resource)
+
+    after = cluster.must_get(retained.resource)
+    assert after["status"] == before["status"]  # conditions keep their transition times
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert await snapshot(backends, retained) == storage_before
+    assert cluster.configmap_version(configmap) == version_before
+    assert sum(r in CHANGES for r in cluster.reasons(retained.resource)) == changes_before
+
+
+async def test_a_spec_change_updates_the_storage_in_place(
+    cluster: Cluster, backends: Backends, retained: Names
+) -> None:
+    cluster.wait_condition(retained.resource, "Synced", "True")
+    memory_id = cluster.must_get(retained.resource)["status"]["outputs"]["memoryId"]
+    patch = json.dumps({"spec": {"agentcoreMemory": {"eventExpiryDays": 60}}})
+    cluster.kube.kubectl(
+        "patch", naming.CRD_NAME, retained.resource, "-n", cluster.namespace, "--type=merge",
+        f"--patch={patch}",
+    )  # fmt: skip
+
+    def reconciled() -> bool:
+        status = cluster.must_get(retained.resource).get("status", {})
+        return bool(status.get("observedGeneration") == 2)
+
+    eventually(reconciled, "generation 2 to be reconciled")
+    synced = cluster.wait_condition(retained.resource, "Synced", "True")
+    assert synced["observedGeneration"] == 2
+    memory = await memory_named(backends, retained.memory)
+    assert memory is not None
+    assert (memory["id"], memory["eventExpiryDuration"]) == (memory_id, 60)
+    updates = [e["message"] for e in cluster.events(retained.resource) if e["reason"] == "Updated"]
+    assert any("keeps events 30 days (want 60)" in message for message in updates)
+
+
+async def test_drift_is_reported_and_a_reconcile_repairs_it(
+    cluster: Cluster, backends: Backends, retained: Names
+) -> None:
+    cluster.wait_condition(retained.resource, "Synced", "True")
+    async with aws_clients(backends) as aws:
+        await aws.s3.delete_bucket_lifecycle(Bucket=retained.bucket)
+
+    drifted = cluster.wait_condition(retained.resource, "Synced", "False", "Drifted")
+    assert "lifecycle rule" in drifted["message"]
+    assert cluster.status_of(retained.resource, "Ready") == "True"
+    assert "Drifted" in cluster.reasons(retained.resource)
+
+    request_reconcile(cluster, retained.resource)
+    cluster.wait_condition(retained.resource, "Synced", "True")
+    async with aws_clients(backends) as aws:
+        rules = await aws.s3.get_bucket_lifecycle_configuration(Bucket=retained.bucket)
+    assert [r["ID"] for r in rules["Rules"]] == [dynamodb_schema.lifecycle_rule(TTL_SECONDS)["ID"]]
+
+
+async def test_deleting_with_retain_keeps_the_storage(
+    cluster: Cluster, backends: Backends, retained: Names
+) -> None:
+    cluster.wait_condition(retained.resource, "Ready", "True")
+    cluster.delete(retained.resource)
+    cluster.wait_gone(retained.resource)
+    assert await table_exists(backends, retained.table)
+    assert await bucket_exists(backends, retained.bucket)
+    assert ft_info(backends.valkey_url, retained.index) is not None
+    assert await memory_named(backends, retained.memory) is not None
+    assert cluster.configmap(naming.sidecar_configmap(retained.resource)) is None
+    assert "Retained" in cluster.reasons(retained.resource)
+
+
+# --------------------------------------------------------------------------- other lives
+
+
+async def test_delete_policy_adopts_then_removes_the_storage(
+    cluster: Cluster, backends: Backends
+) -> None:
+    names = Names.fresh()
+    async with aws_clients(backends) as aws:
+        await aws.dynamodb.create_table(**dynamodb_schema.table_definition(names.table))
+    cluster.apply(manifest(cluster.namespace, names.resource, full_spec(names, backends, "Delete")))
+    cluster.wait_condition(names.resource, "Ready", "True")
+    adopted = [e["message"] for e in cluster.events(names.resource) if e["reason"] == "Adopted"]
+    assert any(names.table in message for message in adopted)
+
+    cluster.delete(names.resource)
+    cluster.wait_gone(names.resource)
+    assert not await table_exists(backends, names.table)
+    assert not await bucket_exists(backends, names.bucket)
+    assert ft_info(backends.valkey_url, names.index) is None
+    assert await memory_named(backends, names.memory) is None
+    assert cluster.configmap(naming.sidecar_configmap(names.resource)) is None
+
+
+async def test_a_table_with_other_keys_is_a_terminal_error_and_is_never_deleted(
+    cluster: Cluster, backends: Backends
+) -> None:
+    names = Names.fresh()
+    async with aws_clients(backends) as aws:
+        await aws.dynamodb.create_table(
+            TableName=names.table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    checkpointer = {"backend": "dynamodb", "dynamodb": {"tableName": names.table}}
+    spec = {"deletionPolicy": "Delete", "checkpointer": checkpointer}
+    cluster.apply(manifest(cluster.namespace, names.resource, spec))
+    terminal = cluster.wait_condition(names.resource, "Terminal", "True", "TableNotAdoptable")
+    assert "id (HASH)" in terminal["message"]
+    assert "choose another tableName" in terminal["message"]
+    assert cluster.status_of(names.resource, "Ready") == "False"
+    assert "TableNotAdoptable" in cluster.reasons(names.resource)
+    cluster.delete(names.resource)
+    cluster.wait_gone(names.resource)
+    assert await table_exists(backends, names.table)  # never adopted: never deleted
+    retained = [e["message"] for e in cluster.events(names.resource) if e["reason"] == "Retained"]
+    assert retained == [f"Retained DynamoDB table {names.table} (never provisioned or adopted)"]

@@ -1,0 +1,86 @@
+"""The ConfigMap holds the sidecar's config resolved from the spec, and only that
+(:mod:`...operator.spec`, :mod:`...operator.resources.sidecar_configmap`)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from agentpersistence.operator import naming
+from agentpersistence.operator.resources.sidecar_configmap import Owner, render
+from agentpersistence.operator.spec import InvalidSpec, parse_spec, sidecar_config
+from agentpersistence.sidecar.settings import SidecarConfig, parse_config
+
+OWNER = Owner("agents", "support", "0b1e7a4c-0000-4000-8000-000000000001")
+SPEC = {
+    "deletionPolicy": "Delete",
+    "serviceAccountName": "support-agent",
+    "checkpointer": {
+        "backend": "dynamodb",
+        "dynamodb": {"tableName": "checkpoints", "s3Offload": {"bucketName": "payloads"}},
+    },
+    "store": {"backend": "valkey", "valkey": {"url": "valkey://v:6379"}, "index": {"dims": 8}},
+    "agentcoreMemory": {"name": "support_memory"},
+    "sidecar": {"resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": 1}}},
+}
+
+
+def test_the_config_is_the_sidecars_blocks_with_defaults_filled_in() -> None:
+    config = sidecar_config(parse_spec(SPEC))
+    assert set(config) == {"checkpointer", "store"}
+    dynamodb = config["checkpointer"]["dynamodb"]
+    assert dynamodb["tableName"] == "checkpoints"
+    assert dynamodb["s3Offload"] == {
+        "bucketName": "payloads",
+        "thresholdBytes": 350 * 1024,
+        "keyPrefix": "agentpersistence/",
+    }
+    assert config["store"]["valkey"]["keyPrefix"] == "ap"
+    assert config["store"]["index"]["dims"] == 8
+
+
+def test_the_sidecar_reads_back_exactly_the_blocks_of_the_spec() -> None:
+    spec = parse_spec(SPEC)
+    configmap = render(spec, OWNER)
+    read = parse_config(yaml.safe_load(configmap["data"][naming.CONFIG_KEY]))
+    assert read == SidecarConfig.model_validate(spec.model_dump(include={"checkpointer", "store"}))
+
+
+def test_operator_fields_stay_out_of_the_sidecars_file() -> None:
+    text = render(parse_spec(SPEC), OWNER)["data"][naming.CONFIG_KEY]
+    for field in ("deletionPolicy", "serviceAccountName", "agentcoreMemory", "sidecar:"):
+        assert field not in text
+
+
+def test_the_configmap_is_named_labelled_and_owned_by_the_resource() -> None:
+    configmap = render(parse_spec(SPEC), OWNER)
+    metadata = configmap["metadata"]
+    assert metadata["name"] == "support-sidecar-config"
+    assert metadata["namespace"] == "agents"
+    assert metadata["labels"] == {
+        "app.kubernetes.io/managed-by": naming.FIELD_MANAGER,
+        "agentpersistence.io/name": "support",
+    }
+    assert metadata["ownerReferences"] == [
+        {
+            "apiVersion": "agentpersistence.io/v1alpha1",
+            "kind": "AgentPersistence",
+            "name": "support",
+            "uid": OWNER.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def test_rendering_is_deterministic() -> None:
+    assert render(parse_spec(SPEC), OWNER) == render(parse_spec(dict(SPEC)), OWNER)
+
+
+def test_the_sidecars_own_validation_applies_to_the_spec() -> None:
+    with pytest.raises(InvalidSpec, match="keep only the block of the chosen backend"):
+        parse_spec({"cache": {"backend": "memory", "valkey": {"url": "valkey://v"}}})
+    with pytest.raises(InvalidSpec, match="configure at least one block"):
+        parse_spec({"deletionPolicy": "Retain"})
+    with pytest.raises(InvalidSpec, match=r"spec\.agentcoreMemory\.eventExpiryDays"):
+        parse_spec(SPEC | {"agentcoreMemory": {"name": "m", "eventExpiryDays": 1}})
