@@ -105,7 +105,7 @@ def test_value_not_json(store: SidecarStore, value: dict[str, Any]) -> None:
     ("op", "message"),
     [
         (m.StoreOp("put", ["ns"], "k", value=b"not json"), "not valid JSON"),
-        (m.StoreOp("put", ["ns"], "k", value=b"[1, 2]"), "JSON objects"),
+        (m.StoreOp("put", ["ns"], "k", value=b"[1, 2]"), "must be a JSON object"),
         (m.StoreOp("search", ["ns"], filter=b"{"), "not valid JSON"),
         (m.StoreOp("search", ["ns"], filter=b'"text"'), "JSON object"),
         (m.StoreOp("search", ["ns"], limit=-1), "negative"),

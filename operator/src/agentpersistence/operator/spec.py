@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agentpersistence.sidecar.settings import SidecarConfig
+from agentpersistence.sidecar.settings import SidecarConfig, describe_errors
 
 DeletionPolicy = Literal["Retain", "Delete"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -121,11 +121,7 @@ def parse_spec(data: Any) -> AgentPersistenceSpec:
     try:
         return AgentPersistenceSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise InvalidSpec(problems) from None
+        raise InvalidSpec(describe_errors(exc, "spec.")) from None
 
 
 def sidecar_config(spec: AgentPersistenceSpec) -> dict[str, Any]:

@@ -251,15 +251,19 @@ class SidecarConfig(_Model):
         return self
 
 
+def describe_errors(exc: ValidationError, prefix: str = "") -> str:
+    """Every problem of a validation error as ``where: what``, joined; for error messages."""
+    return "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+        for e in exc.errors()
+    )
+
+
 def parse_config(data: Any, *, source: str = "config") -> SidecarConfig:
     try:
         return SidecarConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ConfigError(f"{source} is invalid: {problems}") from None
+        raise ConfigError(f"{source} is invalid: {describe_errors(exc)}") from None
 
 
 def load_config(path: str | Path) -> SidecarConfig:

@@ -24,27 +24,24 @@ def metadata_matches(metadata: Mapping[str, Any], filter: Mapping[str, Any]) -> 
     return all(metadata.get(key) == value for key, value in filter.items())
 
 
-def parse_filter(raw: bytes | None) -> dict[str, Any] | None:
-    """Decode a list filter (a JSON object), rejecting anything else."""
-    if raw is None:
-        return None
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Decode ``raw`` as a JSON object, or refuse it naming ``what`` it was meant to be."""
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        raise RequestRejected(f"filter is not valid JSON: {exc}") from None
+        raise RequestRejected(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise RequestRejected("filter must be a JSON object")
-    return value or None
+        raise RequestRejected(f"{what} must be a JSON object")
+    return value
+
+
+def parse_filter(raw: bytes | None) -> dict[str, Any] | None:
+    """Decode a list filter (a JSON object), rejecting anything else."""
+    return None if raw is None else json_object(raw, "a list filter") or None
 
 
 def parse_metadata(raw: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise RequestRejected(f"metadata is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise RequestRejected("metadata must be a JSON object")
-    return value
+    return json_object(raw, "checkpoint metadata")
 
 
 def write_replaces(idx: int) -> bool:

@@ -14,13 +14,13 @@ has no ordering between booleans and numbers), where ``InMemoryStore`` compares 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import messages as m
 from .errors import RequestRejected
+from .rules import json_object
 
 GET, PUT, SEARCH, LIST_NAMESPACES = "get", "put", "search", "list_namespaces"
 OPS = (GET, PUT, SEARCH, LIST_NAMESPACES)
@@ -73,24 +73,13 @@ def check_namespace(namespace: Sequence[str], *, allow_empty: bool) -> None:
 
 
 def parse_value(raw: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise RequestRejected(f"store value is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise RequestRejected("store values must be JSON objects")
-    return value
+    return json_object(raw, "a store value")
 
 
 def parse_store_filter(raw: bytes | None) -> dict[str, Any] | None:
     if raw is None:
         return None
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise RequestRejected(f"search filter is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise RequestRejected("a search filter must be a JSON object")
+    value = json_object(raw, "a search filter")
     for wanted in value.values():
         _check_condition(wanted)
     return value or None
