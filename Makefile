@@ -55,7 +55,7 @@ test: lint testenv ## Lint, type-check and run every test tier
 test-fast: install ## Tests without the Kubernetes control plane
 	@$(PY) -m pytest -m "not controlplane"
 
-bench: install ## Latency of SidecarSaver against in-process savers, side by side
+bench: install ## Latency of the sidecar (checkpoints, DynamoDB, store, cache) against in-process peers
 	@$(PY) -m bench
 
 clean: ## Remove .venv and build litter (the download cache stays)

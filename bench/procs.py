@@ -161,6 +161,8 @@ class SidecarProcess:
     module: str = "agentpersistence.sidecar"
     """What ``-m`` runs; ``bench._probe_sidecar`` for the instrumented sidecar."""
     env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    """After the standard arguments: e.g. ``["--provision"]``."""
     proc: subprocess.Popen[bytes] | None = None
     ready_seconds: float | None = None
     """Spawn → socket file present, of the last start."""
@@ -187,6 +189,7 @@ class SidecarProcess:
         cmd = [
             sys.executable, *self.python_args, "-m", self.module,
             "--socket", self.socket, "--config", str(config_path), "--log-level", "warning",
+            *self.extra_args,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             began = time.perf_counter()

@@ -1,42 +1,39 @@
-"""Alternating blocks: every comparison's two savers run back to back in each round.
+"""Alternating blocks: every comparison's two contenders run back to back in each round.
 
 A round runs, for each comparison ``(A, B)``, a block of A then a block of B (B then A on
 odd rounds), so slow drifts of the machine (other processes, CPU frequency) hit both
-sides alike. Every saver first runs a discarded warm-up block. Threads a block finished
-are deleted after it, untimed, so every block sees the same amount of stored data.
+sides alike. Every contender first runs a discarded warm-up block. A contender is a name,
+an API (sync or async), an operation and a *block function*: it runs ``n`` timed
+operations, tidies up untimed (e.g. deletes the threads it finished, so every block sees
+the same amount of stored data) and returns the latencies in µs. A comparison without a
+``b`` (its peer could not run) still measures ``a``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from langgraph.checkpoint.base import BaseCheckpointSaver
-
-from .workload import (
-    CheckpointStream,
-    delete_threads_async,
-    delete_threads_sync,
-    run_async_block,
-    run_sync_block,
-)
+from typing import Literal
 
 Api = Literal["sync", "async"]
+BlockFn = Callable[[int], list[float]]
+"""Run ``n`` timed operations (untimed set-up and tidying around them); their µs."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Contender:
     name: str
     api: Api
-    saver: BaseCheckpointSaver[Any]
-    stream: CheckpointStream
+    block: BlockFn
+    op: str = "put+get_tuple"
+    scale: float = 1.0
+    """Block size relative to the schedule's (slow operations run smaller blocks); both
+    sides of a comparison should share it."""
     samples: list[float] = field(default_factory=list)
-    """Latency of each timed pair, µs."""
+    """Latency of each timed operation, µs."""
     block_medians: list[float] = field(default_factory=list)
 
     @property
@@ -44,13 +41,13 @@ class Contender:
         return f"{self.name} ({self.api})"
 
 
-@dataclass
+@dataclass(eq=False)
 class Comparison:
     """``a`` measured against ``b``: a ratio, a difference, or both."""
 
     key: str
     a: Contender
-    b: Contender
+    b: Contender | None
     round_ratios: list[float] = field(default_factory=list)
     round_diffs: list[float] = field(default_factory=list)
 
@@ -59,53 +56,45 @@ class Comparison:
 class Schedule:
     rounds: int
     pairs: int
+    """Operations per block (for checkpoints, put + get_tuple pairs)."""
     warmup: int
 
 
-def run_block(contender: Contender, pairs: int, loop: asyncio.AbstractEventLoop) -> list[float]:
+def run_block(contender: Contender, n: int) -> list[float]:
     gc.collect()
-    stream = contender.stream
-    if contender.api == "sync":
-        samples = run_sync_block(stream, pairs)
-        delete_threads_sync(contender.saver, stream.take_threads())
-    else:
-        samples = loop.run_until_complete(run_async_block(stream, pairs))
-        loop.run_until_complete(delete_threads_async(contender.saver, stream.take_threads()))
-    return samples
+    return contender.block(max(1, round(n * contender.scale)))
 
 
-def run(
-    comparisons: list[Comparison],
-    schedule: Schedule,
-    loop: asyncio.AbstractEventLoop,
-    progress: Callable[[str], None],
-) -> None:
-    contenders = _unique(comparisons)
-    progress(f"warm-up: {schedule.warmup} pairs per saver")
+def run(comparisons: list[Comparison], schedule: Schedule, progress: Callable[[str], None]) -> None:
+    contenders = contenders_of(comparisons)
+    progress(f"warm-up: {schedule.warmup} operations per contender")
     for contender in contenders:
-        run_block(contender, schedule.warmup, loop)
+        run_block(contender, schedule.warmup)
     for r in range(schedule.rounds):
         done: dict[int, float] = {}
         for comparison in comparisons:
-            order = (comparison.a, comparison.b) if r % 2 == 0 else (comparison.b, comparison.a)
-            for contender in order:
+            pair = [x for x in (comparison.a, comparison.b) if x is not None]
+            for contender in pair if r % 2 == 0 else reversed(pair):
                 if id(contender) in done:
                     continue
-                samples = run_block(contender, schedule.pairs, loop)
+                samples = run_block(contender, schedule.pairs)
                 contender.samples.extend(samples)
                 done[id(contender)] = statistics.median(samples)
                 contender.block_medians.append(done[id(contender)])
-            a, b = done[id(comparison.a)], done[id(comparison.b)]
-            comparison.round_ratios.append(a / b)
-            comparison.round_diffs.append(a - b)
+            if comparison.b is not None:
+                a, b = done[id(comparison.a)], done[id(comparison.b)]
+                comparison.round_ratios.append(a / b)
+                comparison.round_diffs.append(a - b)
         progress(f"round {r + 1}/{schedule.rounds} done")
 
 
-def _unique(comparisons: list[Comparison]) -> list[Contender]:
+def contenders_of(comparisons: list[Comparison]) -> list[Contender]:
+    """Every contender once, in order of appearance."""
     seen: dict[int, Contender] = {}
     for comparison in comparisons:
         for contender in (comparison.a, comparison.b):
-            seen.setdefault(id(contender), contender)
+            if contender is not None:
+                seen.setdefault(id(contender), contender)
     return list(seen.values())
 
 
@@ -122,7 +111,8 @@ def percentile(samples: list[float], q: float) -> float:
 class Summary:
     name: str
     api: Api
-    pairs: int
+    op: str
+    samples: int
     median_us: float
     p90_us: float
     p99_us: float
@@ -137,7 +127,8 @@ def summarize(contender: Contender) -> Summary:
     return Summary(
         name=contender.name,
         api=contender.api,
-        pairs=len(s),
+        op=contender.op,
+        samples=len(s),
         median_us=statistics.median(s) if s else math.nan,
         p90_us=percentile(s, 90),
         p99_us=percentile(s, 99),

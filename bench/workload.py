@@ -11,6 +11,7 @@ checking the answer and deleting finished threads happen outside the timed part.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -180,3 +181,22 @@ async def delete_threads_async(saver: BaseCheckpointSaver[Any], threads: list[st
 
 
 AsyncBlock = Callable[[CheckpointStream, int], Awaitable[list[float]]]
+
+
+def checkpoint_block(
+    stream: CheckpointStream, api: Literal["sync", "async"], loop: asyncio.AbstractEventLoop
+) -> Callable[[int], list[float]]:
+    """The runner's block function: ``n`` timed pairs, then finished threads deleted."""
+    saver = stream.saver
+
+    def sync_block(n: int) -> list[float]:
+        samples = run_sync_block(stream, n)
+        delete_threads_sync(saver, stream.take_threads())
+        return samples
+
+    def async_block(n: int) -> list[float]:
+        samples = loop.run_until_complete(run_async_block(stream, n))
+        loop.run_until_complete(delete_threads_async(saver, stream.take_threads()))
+        return samples
+
+    return sync_block if api == "sync" else async_block

@@ -1,6 +1,11 @@
-"""Fixtures shared by every tier; the rig lives in ``tests/rig`` (on sys.path via pytest)."""
+"""Fixtures shared by every tier; the rig lives in ``tests/rig`` (on sys.path via pytest).
+
+Session-scoped rig fixtures are imported here and only here: a fixture imported into two
+modules is two fixtures, and would start its server twice.
+"""
 
 from rig.dynamodb import aws_endpoints, aws_env, dynamodb_local, dynamodb_sidecar, moto_s3
+from rig.kube import kube_control_plane, pytest_collection_finish, testenv_bin_dir
 from rig.sidecar import any_sidecar, memory_sidecar, sidecar_factory, valkey_sidecar
 from rig.store import (
     store_exact_valkey,
@@ -11,7 +16,7 @@ from rig.store import (
     store_sidecar_valkey_exact,
     store_sidecar_valkey_search,
 )
-from rig.valkey import valkey_server
+from rig.valkey import valkey_flushed, valkey_search_server, valkey_server
 
 __all__ = [
     "any_sidecar",
@@ -19,8 +24,10 @@ __all__ = [
     "aws_env",
     "dynamodb_local",
     "dynamodb_sidecar",
+    "kube_control_plane",
     "memory_sidecar",
     "moto_s3",
+    "pytest_collection_finish",
     "sidecar_factory",
     "store_exact_valkey",
     "store_search_valkey",
@@ -29,6 +36,9 @@ __all__ = [
     "store_sidecar_memory",
     "store_sidecar_valkey_exact",
     "store_sidecar_valkey_search",
+    "testenv_bin_dir",
+    "valkey_flushed",
+    "valkey_search_server",
     "valkey_server",
     "valkey_sidecar",
 ]

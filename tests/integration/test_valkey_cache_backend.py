@@ -23,12 +23,11 @@ from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol.errors import BackendUnavailable
 from agentpersistence.sidecar.backends.memory.cache import MemoryCacheBackend
 from agentpersistence.sidecar.backends.valkey import cache as valkey_cache
+from agentpersistence.sidecar.backends.valkey import resp
 from agentpersistence.sidecar.backends.valkey.cache import ValkeyCacheBackend
 from agentpersistence.sidecar.backends.valkey.schema import CacheKeys, namespace_path
 from agentpersistence.sidecar.settings import ValkeyCacheSettings
-from rig.valkey import ValkeyProcess, start_valkey, start_valkey_cluster, valkey_flushed
-
-__all__ = ["valkey_flushed"]  # a rig fixture used below; valkey_server comes from tests/conftest
+from rig.valkey import ValkeyProcess, start_valkey, start_valkey_cluster
 
 
 def entry(
@@ -92,12 +91,18 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """``[n]``: packets sent to Valkey (one per command or pipeline) since the test reset it."""
     sends = [0]
     original = AbstractConnection.send_packed_command
+    original_batch = resp.Wire.send
 
     async def counting(self: Any, *args: Any, **kwargs: Any) -> None:
         sends[0] += 1
         await original(self, *args, **kwargs)
 
+    def counting_batch(self: resp.Wire, payload: bytes, size: int) -> Any:
+        sends[0] += 1  # the lean client of standalone servers: one write per batch
+        return original_batch(self, payload, size)
+
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    monkeypatch.setattr(resp.Wire, "send", counting_batch)
     return sends
 
 

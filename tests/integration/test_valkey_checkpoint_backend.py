@@ -25,7 +25,7 @@ from agentpersistence.client.protocol.errors import BackendUnavailable, RequestR
 from agentpersistence.sidecar.backends.base import CheckpointBackend
 from agentpersistence.sidecar.backends.memory.checkpoint import MemoryCheckpointBackend
 from agentpersistence.sidecar.backends.valkey import checkpoint as valkey_checkpoint
-from agentpersistence.sidecar.backends.valkey import errors, listing, schema
+from agentpersistence.sidecar.backends.valkey import errors, listing, resp, schema
 from agentpersistence.sidecar.backends.valkey.checkpoint import ValkeyCheckpointBackend
 from agentpersistence.sidecar.settings import ValkeySettings
 from rig.valkey import (
@@ -34,10 +34,7 @@ from rig.valkey import (
     free_port,
     start_valkey,
     start_valkey_cluster,
-    valkey_flushed,
 )
-
-__all__ = ["valkey_flushed"]  # a rig fixture used below; valkey_server comes from tests/conftest
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -701,13 +698,20 @@ async def test_put_and_get_tuple_take_one_round_trip_and_one_script_call(
     await put_chain(backend, "t1", 3, run_id="r")  # warm: pooled connection, loaded scripts
     sends = 0
     original = AbstractConnection.send_packed_command
+    original_batch = resp.Wire.send
 
     async def counting(self: Any, *args: Any, **kwargs: Any) -> None:
         nonlocal sends
         sends += 1
         await original(self, *args, **kwargs)
 
+    def counting_batch(self: resp.Wire, payload: bytes, size: int) -> Any:
+        nonlocal sends
+        sends += 1  # the lean client of standalone servers: one write per batch
+        return original_batch(self, payload, size)
+
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    monkeypatch.setattr(resp.Wire, "send", counting_batch)
 
     before = command_calls(admin)
     await backend.put(m.PutRequest(record("t1", 3, parent=2), run_id="r"))

@@ -28,7 +28,7 @@ from agentpersistence.client.protocol import store_rules as rules
 from agentpersistence.client.protocol.errors import BackendUnavailable, RequestRejected
 from agentpersistence.sidecar.backends import cache_backend, store_backend
 from agentpersistence.sidecar.backends.memory.store import MemoryStoreBackend
-from agentpersistence.sidecar.backends.valkey import errors, store_schema
+from agentpersistence.sidecar.backends.valkey import errors, resp, store_schema
 from agentpersistence.sidecar.backends.valkey.store import ValkeyStoreBackend
 from agentpersistence.sidecar.settings import (
     IndexSettings,
@@ -39,11 +39,7 @@ from rig.valkey import (
     ValkeyProcess,
     start_valkey,
     start_valkey_cluster,
-    valkey_flushed,
-    valkey_search_server,
 )
-
-__all__ = ["valkey_flushed", "valkey_search_server"]  # rig fixtures used below
 
 MODES = ("search", "exact")
 """search: RediSearch loaded, KNN by the index; exact: a plain server, scored in the sidecar."""
@@ -238,12 +234,18 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """``[n]``: packets sent to Valkey (one per command or pipeline) since the test reset it."""
     sends = [0]
     original = AbstractConnection.send_packed_command
+    original_batch = resp.Wire.send
 
     async def counting(self: Any, *args: Any, **kwargs: Any) -> None:
         sends[0] += 1
         await original(self, *args, **kwargs)
 
+    def counting_batch(self: resp.Wire, payload: bytes, size: int) -> Any:
+        sends[0] += 1  # the lean client of standalone servers: one write per batch
+        return original_batch(self, payload, size)
+
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    monkeypatch.setattr(resp.Wire, "send", counting_batch)
     return sends
 
 

@@ -19,28 +19,17 @@ from typing import Any
 import pytest
 import yaml
 
-from rig.kube import (
-    KubeControlPlane,
-    UserCredentials,
-    kube_control_plane,
-    pytest_collection_finish,
-    testenv_bin_dir,
-)
+from rig.kube import KubeControlPlane, UserCredentials
 from rig.operator import backends, cluster, crd, namespace, operator
-from rig.valkey import valkey_search_server
 
 __all__ = [
     "backends",
     "chart_rbac_identity",
     "cluster",
     "crd",
-    "kube_control_plane",
     "namespace",
     "operator",
     "operator_kubeconfig_from_chart_rbac",
-    "pytest_collection_finish",
-    "testenv_bin_dir",
-    "valkey_search_server",
 ]
 
 
