@@ -1,13 +1,22 @@
-"""The connection to Valkey: the pool, batches of commands sent in one round trip, scripts
-called by SHA (reloaded when the server lost them), and every valkey-py error translated.
+"""The connection to Valkey: batches of commands sent in one round trip, scripts called by
+SHA (reloaded when the server lost them), and every valkey-py error translated.
 
-A server with cluster mode enabled is detected on start and spoken to with valkey-py's
-cluster client: each batch then goes to every node it concerns in parallel (all keys of one
-thread live in one slot, so each thread's script still runs on one node).
+Two clients, one per kind of use:
 
-Nothing outside this module touches valkey-py's client, so the error mapping of
-:mod:`.errors` applies to every call the backend makes. The checkpoint, store and cache
-backends each open their own ``Connection`` with their own settings and scripts.
+- The hot path, :meth:`Connection.run` (every backend call), goes through :class:`.resp.Link`
+  on a standalone server: one multiplexed connection speaking RESP2 directly, about a
+  third of valkey-py's cost per round trip. Its replies are raw RESP2 (see :mod:`.resp` for
+  the audit of what valkey-py would have converted; no caller reads those).
+- valkey-py's client serves the rest: detecting cluster mode (``INFO cluster``),
+  ``SCRIPT LOAD``, :meth:`Connection.ask` (``FT.*`` and other commands whose error replies
+  the caller interprets) and :meth:`Connection.call` (code shared with the operator). A
+  server with cluster mode enabled is spoken to entirely with valkey-py's cluster client:
+  each batch then goes to every node it concerns in parallel (all keys of one thread live in
+  one slot, so each thread's script still runs on one node).
+
+Nothing outside this module touches either client, so the error mapping of :mod:`.errors`
+applies to every call the backend makes. The checkpoint, store and cache backends each open
+their own ``Connection`` with their own settings and scripts.
 """
 
 from __future__ import annotations
@@ -24,10 +33,10 @@ from valkey.asyncio.cluster import ValkeyCluster
 
 from agentpersistence.client.protocol.errors import SidecarError
 
-from . import errors, scripts
+from . import errors, resp, scripts
 
-Arg = str | bytes | int | float
-Command = tuple[Arg, ...]
+Arg = resp.Arg
+Command = resp.Command
 Client = Valkey | ValkeyCluster
 T = TypeVar("T")
 
@@ -70,7 +79,9 @@ async def execute(client: Client, command: Command, *, route: str | None = None)
 
 
 class Connection:
-    """A pool of connections to the server (or cluster) in ``settings.url``."""
+    """The clients of the server (or cluster) in ``settings.url``: on a standalone server,
+    the lean link for batches and valkey-py's pool for the rest; on a cluster, valkey-py's
+    cluster client for everything."""
 
     def __init__(
         self,
@@ -82,6 +93,8 @@ class Connection:
         """How messages name the server: host, port and database, never the password."""
         self._scripts = tuple(script_set)
         self._client: Client | None = None
+        self._link: resp.Link | None = None
+        """The hot path's client, on a standalone server (None on a cluster)."""
 
     async def open(self) -> None:
         """Connect and load the scripts; raise ``BackendUnavailable`` if the server is not there."""
@@ -107,9 +120,15 @@ class Connection:
         )
         self._client = client  # closed by open() if what follows fails
         info: dict[str, Any] = await client.info("cluster")
-        if not info.get("cluster_enabled"):
-            return client
-        await client.aclose(close_connection_pool=True)
+        if info.get("cluster_enabled"):
+            await client.aclose(close_connection_pool=True)
+            return await self._connect_cluster()
+        self._link = resp.Link(resp.Address.from_url(self.settings.url), timeout)
+        await self._link.open()
+        return client
+
+    async def _connect_cluster(self) -> ValkeyCluster:
+        timeout = self.settings.socket_timeout_seconds
         cluster = ValkeyCluster.from_url(
             self.settings.url,
             max_connections=self.settings.max_connections,  # per node
@@ -121,6 +140,9 @@ class Connection:
         return cluster
 
     async def close(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close()
         client, self._client = self._client, None
         if isinstance(client, ValkeyCluster):
             await client.aclose()
@@ -135,14 +157,19 @@ class Connection:
         """
         try:
             replies = await self._send(commands)
-            if any(isinstance(reply, vx.NoScriptError) for reply in replies):
-                log.warning(
-                    "Valkey lost the scripts; loading them again", extra={"valkey": self.where}
-                )
-                await self._load_scripts()
-                replies = await self._send(commands)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    return await self._after_refusal(commands, replies)
         except _FAILURES as exc:
             raise errors.translate(exc, self.where) from None
+        return replies
+
+    async def _after_refusal(self, commands: Sequence[Command], replies: list[Any]) -> list[Any]:
+        """Replies of which one is an error: send again if scripts were lost, else raise."""
+        if any(isinstance(reply, vx.NoScriptError) for reply in replies):
+            log.warning("Valkey lost the scripts; loading them again", extra={"valkey": self.where})
+            await self._load_scripts()
+            replies = await self._send(commands)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise errors.translate(reply, self.where)
@@ -176,7 +203,13 @@ class Connection:
         except _FAILURES as exc:
             raise errors.translate(exc, self.where) from None
 
-    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+    def _send(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
+        """The replies of ``commands``, error replies as exception instances in their place."""
+        if self._link is not None:
+            return self._link.execute(commands)
+        return self._send_by_valkey_py(commands)
+
+    async def _send_by_valkey_py(self, commands: Sequence[Command]) -> list[Any]:
         client = self._connected()
         if len(commands) == 1:
             execute: Callable[..., Awaitable[Any]] = client.execute_command  # untyped upstream
