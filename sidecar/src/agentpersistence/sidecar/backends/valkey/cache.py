@@ -20,7 +20,6 @@ from typing import Any
 import ormsgpack
 
 from agentpersistence.client.protocol import messages as m
-from agentpersistence.client.protocol.errors import SidecarError
 
 from ...settings import ValkeyCacheSettings
 from ..base import CacheBackend
@@ -51,11 +50,7 @@ class ValkeyCacheBackend(CacheBackend):
         await self.conn.close()
 
     async def health(self) -> m.BackendHealth:
-        try:
-            await self.conn.run_one(("PING",))
-        except SidecarError as exc:
-            return m.BackendHealth("cache", self.name, False, exc.message)
-        return m.BackendHealth("cache", self.name, True)
+        return await self.conn.health("cache")
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import rules
-from agentpersistence.client.protocol.errors import SidecarError
 
 from ...settings import ValkeySettings
 from ..base import CheckpointBackend
@@ -55,11 +54,7 @@ class ValkeyCheckpointBackend(CheckpointBackend):
         await self.conn.close()
 
     async def health(self) -> m.BackendHealth:
-        try:
-            await self.conn.run_one(("PING",))
-        except SidecarError as exc:
-            return m.BackendHealth("checkpointer", self.name, False, exc.message)
-        return m.BackendHealth("checkpointer", self.name, True)
+        return await self.conn.health("checkpointer")
 
     # --- reads ---------------------------------------------------------------------------
 

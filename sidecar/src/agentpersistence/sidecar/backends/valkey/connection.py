@@ -31,6 +31,7 @@ from valkey import exceptions as vx
 from valkey.asyncio import BlockingConnectionPool, Valkey
 from valkey.asyncio.cluster import ValkeyCluster
 
+from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol.errors import SidecarError
 
 from . import errors, resp, scripts
@@ -174,6 +175,14 @@ class Connection:
             if isinstance(reply, Exception):
                 raise errors.translate(reply, self.where)
         return replies
+
+    async def health(self, block: str) -> m.BackendHealth:
+        """A PING, as the readiness of the backend serving ``block``."""
+        try:
+            await self.run_one(("PING",))
+        except SidecarError as exc:
+            return m.BackendHealth(block, "valkey", False, exc.message)
+        return m.BackendHealth(block, "valkey", True)
 
     async def run_one(self, command: Command) -> Any:
         """Send one command; its reply."""

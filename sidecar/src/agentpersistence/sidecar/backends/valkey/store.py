@@ -33,7 +33,6 @@ from typing import Any
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import store_rules as rules
-from agentpersistence.client.protocol.errors import SidecarError
 
 from ...settings import IndexSettings, ValkeyStoreSettings
 from ..base import StoreBackend
@@ -135,11 +134,7 @@ class ValkeyStoreBackend(StoreBackend):
         await self.conn.close()
 
     async def health(self) -> m.BackendHealth:
-        try:
-            await self.conn.run_one(("PING",))
-        except SidecarError as exc:
-            return m.BackendHealth("store", self.name, False, exc.message)
-        return m.BackendHealth("store", self.name, True)
+        return await self.conn.health("store")
 
     # --- batches -------------------------------------------------------------------------
 
