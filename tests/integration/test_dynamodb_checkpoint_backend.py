@@ -746,6 +746,33 @@ async def test_provision_creates_the_table_and_bucket_as_defined(
     assert (await backend.health()).ok
 
 
+async def test_provision_keeps_the_encryption_an_adopted_bucket_has(
+    backend: DynamoDBCheckpointBackend,
+) -> None:
+    s3 = backend.clients.s3
+    kms: Any = {
+        "Rules": [
+            {
+                "ApplyServerSideEncryptionByDefault": {
+                    "SSEAlgorithm": "aws:kms",
+                    "KMSMasterKeyID": "arn:aws:kms:us-east-1:111122223333:key/example",
+                }
+            }
+        ]
+    }
+    await s3.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration=kms)
+    try:
+        await backend.provision()
+        got = await s3.get_bucket_encryption(Bucket=BUCKET)
+        default = got["ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert (
+            default.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") == "aws:kms"
+        )
+    finally:
+        await s3.delete_bucket_encryption(Bucket=BUCKET)
+        await backend.provision()  # back to the default for the tests that follow
+
+
 async def test_retries_are_botocores_adaptive_mode(backend: DynamoDBCheckpointBackend) -> None:
     for client in (backend.clients.dynamodb, backend.clients.s3):
         retries = client.meta.config.retries  # type: ignore[attr-defined]

@@ -51,7 +51,8 @@ async def ensure_table(client: DynamoDBClient, table_name: str) -> None:
 async def ensure_bucket(
     client: S3Client, settings: S3OffloadSettings, ttl_seconds: int | None, region: str | None
 ) -> None:
-    """Create the bucket, block public access, encrypt by default, add the expiry rule."""
+    """Create the bucket, block public access, encrypt by default (keeping the encryption
+    an adopted bucket already has, such as a KMS key), add the expiry rule."""
     bucket = settings.bucket_name
     if not await _bucket_exists(client, bucket):
         if region and region != "us-east-1":
@@ -65,11 +66,23 @@ async def ensure_bucket(
     await client.put_public_access_block(
         Bucket=bucket, PublicAccessBlockConfiguration=schema.PUBLIC_ACCESS_BLOCK
     )
+    await _ensure_encryption(client, bucket)
+    if ttl_seconds:
+        await _ensure_lifecycle_rule(client, bucket, schema.lifecycle_rule(ttl_seconds))
+
+
+async def _ensure_encryption(client: S3Client, bucket: str) -> None:
+    try:
+        current = await client.get_bucket_encryption(Bucket=bucket)
+    except ClientError as exc:
+        if errors.code_of(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+            raise
+    else:
+        if current.get("ServerSideEncryptionConfiguration", {}).get("Rules"):
+            return
     await client.put_bucket_encryption(
         Bucket=bucket, ServerSideEncryptionConfiguration=schema.ENCRYPTION
     )
-    if ttl_seconds:
-        await _ensure_lifecycle_rule(client, bucket, schema.lifecycle_rule(ttl_seconds))
 
 
 async def _bucket_exists(client: S3Client, bucket: str) -> bool:
