@@ -75,7 +75,7 @@ class S3OffloadSettings(_Model):
 class CompressionSettings(_Model):
     """gzip for payloads at or above a size; kept only when it makes the payload smaller."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Compress payloads above thresholdBytes.")
     threshold_bytes: int = Field(
         default=2048, ge=0, description="Compress payloads of at least this many bytes."
     )
@@ -94,7 +94,10 @@ class DynamoDBSettings(_Model):
         default=None,
         description="Without it, a payload that cannot fit in a 400 KB item is rejected.",
     )
-    compression: CompressionSettings = CompressionSettings()
+    compression: CompressionSettings = Field(
+        default=CompressionSettings(),
+        description="gzip of large payloads, kept only when it saves.",
+    )
     ttl_seconds: int | None = Field(
         default=None,
         gt=0,
@@ -110,16 +113,20 @@ class DynamoDBSettings(_Model):
         le=20,
         description="Attempts per AWS call (botocore's adaptive retries: throttling, 5xx).",
     )
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Seconds to open a connection to DynamoDB or S3."
+    )
+    read_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for an answer from DynamoDB or S3."
+    )
     max_connections: int = Field(default=64, gt=0, description="HTTP connections per client.")
 
 
 class CheckpointerConfig(_Model):
-    backend: CheckpointBackendName
-    memory: MemorySettings | None = None
-    valkey: ValkeySettings | None = None
-    dynamodb: DynamoDBSettings | None = None
+    backend: CheckpointBackendName = Field(description="Where checkpoints are stored.")
+    memory: MemorySettings | None = Field(default=None, description="No settings; for tests.")
+    valkey: ValkeySettings | None = Field(default=None, description="For backend: valkey.")
+    dynamodb: DynamoDBSettings | None = Field(default=None, description="For backend: dynamodb.")
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> CheckpointerConfig:
@@ -147,7 +154,9 @@ CacheBackendName = Literal["memory", "valkey"]
 class EmbedSettings(_Model):
     """An embedding provider the sidecar calls itself (when the agent sends no vectors)."""
 
-    provider: Literal["bedrock", "sentence-transformers"]
+    provider: Literal["bedrock", "sentence-transformers"] = Field(
+        description="bedrock (InvokeModel through aiobotocore) or sentence-transformers (local)."
+    )
     model: str = Field(
         description="Bedrock model id (amazon.titan-embed-text-v2:0) or sentence-transformers name."
     )
@@ -163,7 +172,9 @@ class IndexSettings(_Model):
     fields: list[str] = Field(
         default_factory=lambda: ["$"], description="Field paths embedded when the sidecar embeds."
     )
-    algorithm: Literal["hnsw", "flat"] = "hnsw"
+    algorithm: Literal["hnsw", "flat"] = Field(
+        default="hnsw", description="Vector index: hnsw (approximate, fast) or flat (exact)."
+    )
     m: int = Field(default=16, gt=0, description="HNSW: links per node.")
     ef_construction: int = Field(default=200, gt=0, description="HNSW: build-time candidate list.")
     ef_runtime: int = Field(
@@ -182,8 +193,10 @@ class IndexSettings(_Model):
 class ValkeyStoreSettings(_Model):
     url: str = Field(description="Valkey URL, as for the checkpointer.")
     key_prefix: str = Field(default="ap", description="Prefix of every key and of the index.")
-    max_connections: int = Field(default=64, gt=0)
-    socket_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=64, gt=0, description="Connection pool size.")
+    socket_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Per-command timeout towards Valkey."
+    )
     max_exact_search: int = Field(
         default=10_000,
         gt=0,
@@ -196,10 +209,12 @@ class ValkeyStoreSettings(_Model):
 
 
 class StoreConfig(_Model):
-    backend: StoreBackendName
-    memory: MemorySettings | None = None
-    valkey: ValkeyStoreSettings | None = None
-    index: IndexSettings | None = None
+    backend: StoreBackendName = Field(description="Where long-term memory items are stored.")
+    memory: MemorySettings | None = Field(default=None, description="No settings; for tests.")
+    valkey: ValkeyStoreSettings | None = Field(default=None, description="For backend: valkey.")
+    index: IndexSettings | None = Field(
+        default=None, description="Vector search; leave unset for key-value and filter search only."
+    )
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> StoreConfig:
@@ -210,14 +225,16 @@ class StoreConfig(_Model):
 class ValkeyCacheSettings(_Model):
     url: str = Field(description="Valkey URL, as for the checkpointer.")
     key_prefix: str = Field(default="ap", description="Prefix of every key.")
-    max_connections: int = Field(default=64, gt=0)
-    socket_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=64, gt=0, description="Connection pool size.")
+    socket_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Per-command timeout towards Valkey."
+    )
 
 
 class CacheConfig(_Model):
-    backend: CacheBackendName
-    memory: MemorySettings | None = None
-    valkey: ValkeyCacheSettings | None = None
+    backend: CacheBackendName = Field(description="Where cached node results are stored.")
+    memory: MemorySettings | None = Field(default=None, description="No settings; for tests.")
+    valkey: ValkeyCacheSettings | None = Field(default=None, description="For backend: valkey.")
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> CacheConfig:
@@ -240,9 +257,15 @@ def _check_blocks(config: BaseModel, names: tuple[str, ...]) -> None:
 
 
 class SidecarConfig(_Model):
-    checkpointer: CheckpointerConfig | None = None
-    store: StoreConfig | None = None
-    cache: CacheConfig | None = None
+    checkpointer: CheckpointerConfig | None = Field(
+        default=None, description="LangGraph checkpoints (SidecarSaver)."
+    )
+    store: StoreConfig | None = Field(
+        default=None, description="LangGraph long-term memory (SidecarStore)."
+    )
+    cache: CacheConfig | None = Field(
+        default=None, description="LangGraph node cache (SidecarCache)."
+    )
 
     @model_validator(mode="after")
     def _something_configured(self) -> SidecarConfig:
