@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -35,79 +35,13 @@ from agentpersistence.sidecar.backends.dynamodb.payloads import Item, item_size
 from agentpersistence.sidecar.backends.memory.checkpoint import MemoryCheckpointBackend
 from agentpersistence.sidecar.inprocess import open_saver
 from agentpersistence.sidecar.settings import ConfigError, DynamoDBSettings, parse_config
+from rig.checkpoints import canonical, cid, list_all, positions, put_chain, record, write
 from rig.dynamodb import AwsEndpoints
 from rig.valkey import free_port
 
 BUCKET = "ap-integration"
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def cid(i: int) -> str:
-    """Checkpoint ids that sort as their numbers (as uuid6 ids sort by time)."""
-    return f"1ef-{i:08d}"
-
-
-def record(
-    thread: str,
-    i: int,
-    *,
-    ns: str = "",
-    parent: int | None = None,
-    metadata: dict[str, Any] | None = None,
-    blob: bytes | None = None,
-) -> m.CheckpointRecord:
-    return m.CheckpointRecord(
-        thread_id=thread,
-        checkpoint_ns=ns,
-        checkpoint_id=cid(i),
-        parent_checkpoint_id=cid(parent) if parent is not None else None,
-        type="msgpack",
-        checkpoint=blob if blob is not None else b"\x00blob\xff" + str(i).encode(),
-        metadata=json.dumps(metadata if metadata is not None else {"step": i}).encode(),
-    )
-
-
-def write(task: str, idx: int, value: bytes, channel: str = "ch") -> m.PendingWrite:
-    return m.PendingWrite(task, idx, channel, "bytes", value, task_path="p")
-
-
-async def put_chain(
-    backend: CheckpointBackend,
-    thread: str,
-    count: int,
-    *,
-    ns: str = "",
-    run_id: str | None = None,
-    start: int = 0,
-) -> None:
-    for i in range(start, start + count):
-        parent = i - 1 if i > start else None
-        await backend.put(m.PutRequest(record(thread, i, ns=ns, parent=parent), run_id))
-
-
-async def list_all(backend: CheckpointBackend, request: m.ListRequest) -> list[m.CheckpointRecord]:
-    found: list[m.CheckpointRecord] = []
-    while True:
-        page = await backend.list(request)
-        assert len(page.records) <= request.limit
-        found += page.records
-        if page.cursor is None:
-            return found
-        request = dataclasses.replace(request, cursor=page.cursor)
-
-
-def positions(records: Sequence[m.CheckpointRecord]) -> list[tuple[str, str, str]]:
-    return [(r.thread_id, r.checkpoint_ns, r.checkpoint_id) for r in records]
-
-
-def canonical(records: Sequence[m.CheckpointRecord | None]) -> list[m.CheckpointRecord | None]:
-    return [
-        dataclasses.replace(r, writes=sorted(r.writes, key=lambda w: (w.task_id, w.idx)))
-        if r is not None
-        else None
-        for r in records
-    ]
 
 
 class Calls:

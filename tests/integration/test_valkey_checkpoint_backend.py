@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import signal
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +27,7 @@ from agentpersistence.sidecar.backends.valkey import checkpoint as valkey_checkp
 from agentpersistence.sidecar.backends.valkey import errors, listing, resp, schema
 from agentpersistence.sidecar.backends.valkey.checkpoint import ValkeyCheckpointBackend
 from agentpersistence.sidecar.settings import ValkeySettings
+from rig.checkpoints import canonical, cid, list_all, positions, put_chain, record, write
 from rig.valkey import (
     ValkeyClusterProcesses,
     ValkeyProcess,
@@ -37,72 +37,6 @@ from rig.valkey import (
 )
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def cid(i: int) -> str:
-    """Checkpoint ids that sort as their numbers (as uuid6 ids sort by time)."""
-    return f"1ef-{i:08d}"
-
-
-def record(
-    thread: str,
-    i: int,
-    *,
-    ns: str = "",
-    parent: int | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> m.CheckpointRecord:
-    return m.CheckpointRecord(
-        thread_id=thread,
-        checkpoint_ns=ns,
-        checkpoint_id=cid(i),
-        parent_checkpoint_id=cid(parent) if parent is not None else None,
-        type="msgpack",
-        checkpoint=b"\x00blob\xff" + str(i).encode(),
-        metadata=json.dumps(metadata if metadata is not None else {"step": i}).encode(),
-    )
-
-
-def write(task: str, idx: int, value: bytes, channel: str = "ch") -> m.PendingWrite:
-    return m.PendingWrite(task, idx, channel, "bytes", value, task_path="p")
-
-
-async def put_chain(
-    backend: CheckpointBackend,
-    thread: str,
-    count: int,
-    *,
-    ns: str = "",
-    run_id: str | None = None,
-    start: int = 0,
-) -> None:
-    for i in range(start, start + count):
-        parent = i - 1 if i > start else None
-        await backend.put(m.PutRequest(record(thread, i, ns=ns, parent=parent), run_id))
-
-
-async def list_all(backend: CheckpointBackend, request: m.ListRequest) -> list[m.CheckpointRecord]:
-    """Every page of a listing, checking each page's size."""
-    found: list[m.CheckpointRecord] = []
-    while True:
-        page = await backend.list(request)
-        assert len(page.records) <= request.limit
-        found += page.records
-        if page.cursor is None:
-            return found
-        request = dataclasses.replace(request, cursor=page.cursor)
-
-
-def positions(records: Sequence[m.CheckpointRecord]) -> list[tuple[str, str, str]]:
-    return [(r.thread_id, r.checkpoint_ns, r.checkpoint_id) for r in records]
-
-
-def canonical(records: Sequence[m.CheckpointRecord]) -> list[m.CheckpointRecord]:
-    """Records with writes in a fixed order (stores need not keep their order)."""
-    return [
-        dataclasses.replace(r, writes=sorted(r.writes, key=lambda w: (w.task_id, w.idx)))
-        for r in records
-    ]
 
 
 def crc16(data: bytes) -> int:
