@@ -16,9 +16,10 @@ from rig.store import (
     store_sidecar_valkey_exact,
     store_sidecar_valkey_search,
 )
-from rig.valkey import valkey_flushed, valkey_search_server, valkey_server
+from rig.valkey import admin, round_trips, valkey_flushed, valkey_search_server, valkey_server
 
 __all__ = [
+    "admin",
     "any_sidecar",
     "aws_endpoints",
     "aws_env",
@@ -28,6 +29,7 @@ __all__ = [
     "memory_sidecar",
     "moto_s3",
     "pytest_collection_finish",
+    "round_trips",
     "sidecar_factory",
     "store_exact_valkey",
     "store_search_valkey",

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import valkey
-from valkey.asyncio.connection import AbstractConnection
 from valkey.crc import key_slot
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol.errors import BackendUnavailable
 from agentpersistence.sidecar.backends.memory.cache import MemoryCacheBackend
 from agentpersistence.sidecar.backends.valkey import cache as valkey_cache
-from agentpersistence.sidecar.backends.valkey import resp
 from agentpersistence.sidecar.backends.valkey.cache import ValkeyCacheBackend
 from agentpersistence.sidecar.backends.valkey.schema import CacheKeys, namespace_path
 from agentpersistence.sidecar.settings import ValkeyCacheSettings
-from rig.valkey import ValkeyProcess, start_valkey, start_valkey_cluster
+from rig.valkey import command_calls, start_valkey, start_valkey_cluster
 
 
 def entry(
@@ -77,38 +75,6 @@ async def cache(valkey_flushed: str) -> AsyncIterator[ValkeyCacheBackend]:
 @pytest.fixture
 def twin(cache: ValkeyCacheBackend) -> Twin:
     return Twin(cache, MemoryCacheBackend())
-
-
-@pytest.fixture
-def admin(valkey_server: ValkeyProcess) -> Iterator[valkey.Valkey]:
-    client = valkey.Valkey.from_url(valkey_server.url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """``[n]``: packets sent to Valkey (one per command or pipeline) since the test reset it."""
-    sends = [0]
-    original = AbstractConnection.send_packed_command
-    original_batch = resp.Wire.send
-
-    async def counting(self: Any, *args: Any, **kwargs: Any) -> None:
-        sends[0] += 1
-        await original(self, *args, **kwargs)
-
-    def counting_batch(self: resp.Wire, payload: bytes, size: int) -> Any:
-        sends[0] += 1  # the lean client of standalone servers: one write per batch
-        return original_batch(self, payload, size)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    monkeypatch.setattr(resp.Wire, "send", counting_batch)
-    return sends
-
-
-def command_calls(admin: valkey.Valkey) -> dict[str, int]:
-    stats = cast(dict[str, Any], admin.info("commandstats"))
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
 def all_keys(admin: valkey.Valkey) -> list[bytes]:

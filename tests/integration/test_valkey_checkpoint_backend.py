@@ -17,20 +17,20 @@ from typing import Any, cast
 
 import pytest
 import valkey
-from valkey.asyncio.connection import AbstractConnection
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol.errors import BackendUnavailable, RequestRejected
 from agentpersistence.sidecar.backends.base import CheckpointBackend
 from agentpersistence.sidecar.backends.memory.checkpoint import MemoryCheckpointBackend
 from agentpersistence.sidecar.backends.valkey import checkpoint as valkey_checkpoint
-from agentpersistence.sidecar.backends.valkey import errors, listing, resp, schema
+from agentpersistence.sidecar.backends.valkey import errors, listing, schema
 from agentpersistence.sidecar.backends.valkey.checkpoint import ValkeyCheckpointBackend
 from agentpersistence.sidecar.settings import ValkeySettings
 from rig.checkpoints import canonical, cid, list_all, positions, put_chain, record, write
 from rig.valkey import (
     ValkeyClusterProcesses,
     ValkeyProcess,
+    command_calls,
     free_port,
     start_valkey,
     start_valkey_cluster,
@@ -57,11 +57,6 @@ def key_slot(key: bytes) -> int:
         if end > start + 1:
             key = key[start + 1 : end]
     return crc16(key) % 16384
-
-
-def command_calls(admin: valkey.Valkey) -> dict[str, int]:
-    stats = cast(dict[str, Any], admin.info("commandstats"))
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
 def calls_during(admin: valkey.Valkey, before: dict[str, int]) -> dict[str, int]:
@@ -100,13 +95,6 @@ async def ttl_backend(valkey_flushed: str) -> AsyncIterator[ValkeyCheckpointBack
     await store.start()
     yield store
     await store.close()
-
-
-@pytest.fixture
-def admin(valkey_server: ValkeyProcess) -> Iterator[valkey.Valkey]:
-    client = valkey.Valkey.from_url(valkey_server.url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -627,40 +615,24 @@ async def test_a_cluster_deletes_copies_and_prunes_like_the_memory_backend(
 
 
 async def test_put_and_get_tuple_take_one_round_trip_and_one_script_call(
-    backend: ValkeyCheckpointBackend, admin: valkey.Valkey, monkeypatch: pytest.MonkeyPatch
+    backend: ValkeyCheckpointBackend, admin: valkey.Valkey, round_trips: list[int]
 ) -> None:
     await put_chain(backend, "t1", 3, run_id="r")  # warm: pooled connection, loaded scripts
-    sends = 0
-    original = AbstractConnection.send_packed_command
-    original_batch = resp.Wire.send
 
-    async def counting(self: Any, *args: Any, **kwargs: Any) -> None:
-        nonlocal sends
-        sends += 1
-        await original(self, *args, **kwargs)
-
-    def counting_batch(self: resp.Wire, payload: bytes, size: int) -> Any:
-        nonlocal sends
-        sends += 1  # the lean client of standalone servers: one write per batch
-        return original_batch(self, payload, size)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    monkeypatch.setattr(resp.Wire, "send", counting_batch)
-
-    before = command_calls(admin)
+    before, round_trips[0] = command_calls(admin), 0
     await backend.put(m.PutRequest(record("t1", 3, parent=2), run_id="r"))
-    assert sends == 1
+    assert round_trips[0] == 1
     assert calls_during(admin, before)["evalsha"] == 1
 
-    before, sends = command_calls(admin), 0
+    before, round_trips[0] = command_calls(admin), 0
     await backend.get_tuple(m.GetTupleRequest("t1"))
-    assert sends == 1
+    assert round_trips[0] == 1
     assert calls_during(admin, before)["evalsha"] == 1
 
-    before, sends = command_calls(admin), 0
+    before, round_trips[0] = command_calls(admin), 0
     writes = [write("a", i, b"x") for i in range(5)]
     await backend.put_writes(m.PutWritesRequest("t1", "", cid(3), writes))
-    assert sends == 1
+    assert round_trips[0] == 1
     assert calls_during(admin, before)["evalsha"] == 1
 
 

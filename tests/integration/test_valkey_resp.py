@@ -517,13 +517,6 @@ async def tls_proxy(context: ssl.SSLContext, target_port: int) -> AsyncIterator[
 
 
 @pytest.fixture
-def admin(valkey_server: ValkeyProcess) -> Iterator[valkey.Valkey]:
-    client = valkey.Valkey.from_url(valkey_server.url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[ValkeyProcess]:
     """A server of this test's own, with a password, that it may stop and restart."""
     server = start_valkey(tmp_path / "valkey", extra_args=["--requirepass", PASSWORD])

@@ -21,14 +21,13 @@ from typing import Any, cast
 
 import pytest
 import valkey
-from valkey.asyncio.connection import AbstractConnection
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import store_rules as rules
 from agentpersistence.client.protocol.errors import BackendUnavailable, RequestRejected
 from agentpersistence.sidecar.backends import cache_backend, store_backend
 from agentpersistence.sidecar.backends.memory.store import MemoryStoreBackend
-from agentpersistence.sidecar.backends.valkey import errors, resp, store_schema
+from agentpersistence.sidecar.backends.valkey import errors, store_schema
 from agentpersistence.sidecar.backends.valkey.store import ValkeyStoreBackend
 from agentpersistence.sidecar.settings import (
     IndexSettings,
@@ -227,26 +226,6 @@ def keys_of(admin: valkey.Valkey, pattern: str) -> list[str]:
 
 def members(admin: valkey.Valkey, key: str) -> list[bytes]:
     return cast(list[bytes], admin.zrange(key, 0, -1))
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """``[n]``: packets sent to Valkey (one per command or pipeline) since the test reset it."""
-    sends = [0]
-    original = AbstractConnection.send_packed_command
-    original_batch = resp.Wire.send
-
-    async def counting(self: Any, *args: Any, **kwargs: Any) -> None:
-        sends[0] += 1
-        await original(self, *args, **kwargs)
-
-    def counting_batch(self: resp.Wire, payload: bytes, size: int) -> Any:
-        sends[0] += 1  # the lean client of standalone servers: one write per batch
-        return original_batch(self, payload, size)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    monkeypatch.setattr(resp.Wire, "send", counting_batch)
-    return sends
 
 
 # --- put, get, delete --------------------------------------------------------------------

@@ -38,6 +38,7 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import valkey
@@ -321,3 +322,44 @@ def valkey_flushed(valkey_server: ValkeyProcess) -> str:
     valkey_server.start()
     valkey_server.flushall()
     return valkey_server.url
+
+
+# --- test helpers shared by the Valkey backend suites ------------------------------------
+
+
+@pytest.fixture
+def admin(valkey_server: ValkeyProcess) -> Iterator[valkey.Valkey]:
+    """A plain valkey-py client of the session server, for looking behind a backend."""
+    client = valkey.Valkey.from_url(valkey_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """``[n]``: packets sent to Valkey (one per command or pipeline) since the test reset it."""
+    from valkey.asyncio.connection import AbstractConnection
+
+    from agentpersistence.sidecar.backends.valkey import resp
+
+    sends = [0]
+    original = AbstractConnection.send_packed_command
+    original_batch = resp.Wire.send
+
+    async def counting(self: Any, *args: Any, **kwargs: Any) -> None:
+        sends[0] += 1
+        await original(self, *args, **kwargs)
+
+    def counting_batch(self: resp.Wire, payload: bytes, size: int) -> Any:
+        sends[0] += 1  # the lean client of standalone servers: one write per batch
+        return original_batch(self, payload, size)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    monkeypatch.setattr(resp.Wire, "send", counting_batch)
+    return sends
+
+
+def command_calls(admin: valkey.Valkey) -> dict[str, int]:
+    """Calls per command since the server started (``INFO commandstats``)."""
+    stats = cast(dict[str, Any], admin.info("commandstats"))
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
