@@ -24,6 +24,7 @@ from rig.kube import (
     AdmissionDecision,
     KubeControlPlane,
     KubectlError,
+    helm,
     host_webhook_server,
     mutating_webhook_configuration,
 )
@@ -335,19 +336,6 @@ def write_trivial_chart(directory: Path) -> Path:
         "  greeting: {{ .Values.greeting | quote }}\n"
     )
     return chart
-
-
-def helm(bin_dir: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-    return subprocess.run(
-        [str(bin_dir / "helm"), *args], capture_output=True, text=True, env=env, check=True
-    )
 
 
 def test_helm_reports_the_pinned_version(testenv_bin_dir: Path, tmp_path: Path) -> None:

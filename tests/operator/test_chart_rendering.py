@@ -20,7 +20,7 @@ from cryptography import x509
 
 from agentpersistence.operator.webhook import handlers, inject
 from agentpersistence.operator.webhook.settings import InjectionSettings, injection_from_env
-from rig.kube import KubeControlPlane, KubectlError
+from rig.kube import KubeControlPlane, KubectlError, helm
 
 pytestmark = pytest.mark.controlplane
 
@@ -34,26 +34,13 @@ Manifest = dict[str, Any]
 Render = Callable[..., list[Manifest]]
 
 
-def helm(bin_dir: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-    return subprocess.run(
-        [str(bin_dir / "helm"), *args], capture_output=True, text=True, env=env, check=False
-    )
-
-
 @pytest.fixture
 def render(testenv_bin_dir: Path, tmp_path: Path) -> Render:
     """``render(*helm_args)``: the chart's objects as ``helm template`` renders them."""
 
     def rendered(*args: str, namespace: str = NAMESPACE) -> list[Manifest]:
         argv = ["template", RELEASE, str(CHART), "-n", namespace, *args]
-        result = helm(testenv_bin_dir, tmp_path, *argv)
+        result = helm(testenv_bin_dir, tmp_path, *argv, check=False)
         assert result.returncode == 0, result.stderr
         return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -95,7 +82,7 @@ def container_env(container: Manifest) -> dict[str, str]:
     ],
 )
 def test_helm_lint_passes(testenv_bin_dir: Path, tmp_path: Path, values: tuple[str, ...]) -> None:
-    result = helm(testenv_bin_dir, tmp_path, "lint", "--strict", str(CHART), *values)
+    result = helm(testenv_bin_dir, tmp_path, "lint", "--strict", str(CHART), *values, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
@@ -113,7 +100,7 @@ def test_helm_lint_passes(testenv_bin_dir: Path, tmp_path: Path, values: tuple[s
 def test_the_schema_refuses_bad_values(
     testenv_bin_dir: Path, tmp_path: Path, values: tuple[str, ...], fragment: str
 ) -> None:
-    result = helm(testenv_bin_dir, tmp_path, "template", RELEASE, str(CHART), *values)
+    result = helm(testenv_bin_dir, tmp_path, "template", RELEASE, str(CHART), *values, check=False)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert fragment in result.stderr

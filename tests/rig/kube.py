@@ -732,3 +732,19 @@ def mutating_webhook_configuration(
         "metadata": {"name": name},
         "webhooks": [webhook],
     }
+
+
+def helm(
+    bin_dir: Path, home: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the testenv's helm with its caches and config under ``home`` (never the user's)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    return subprocess.run(
+        [str(bin_dir / "helm"), *args], capture_output=True, text=True, env=env, check=check
+    )
