@@ -13,10 +13,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast lint format bench testenv crds clean
+.PHONY: help install demo test test-fast test-pythons lint format bench testenv crds clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): requirements/dev.txt requirements/constraints.txt client/pyproject.toml sidecar/pyproject.toml operator/pyproject.toml
 	@echo "==> building $(VENV) (pip cache: $(PIP_CACHE_DIR))"
@@ -48,15 +48,23 @@ crds: install ## Regenerate the AgentPersistence CRD from the config model; sync
 testenv: ## Build kube-apiserver, etcd, kubectl and helm into the cache (first run: minutes)
 	@bash tests/testenv/build.sh
 
-test: lint testenv ## Lint, type-check and run every test tier
-	@echo "==> pytest"
+test: lint testenv ## Lint, type-check and run every test tier, then the Python-sensitive ones on 3.12-3.14
+	@echo "==> pytest, every tier (Python $$($(PY) -c 'import platform; print(platform.python_version())'))"
 	@$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-pythons
+
+test-pythons: install ## The contract, graph, store and unit tiers on Python 3.12, 3.13 and 3.14 (needs root)
+	@echo "==> contract, graph, store and unit tiers on Python 3.12, 3.13 and 3.14"
+	@PYTHONPATH=tests $(PY) -m rig.pythons test
 
 test-fast: install ## Tests without the Kubernetes control plane
 	@$(PY) -m pytest -m "not controlplane"
 
-bench: install ## Latency of the sidecar (checkpoints, DynamoDB, store, cache) against in-process peers
-	@$(PY) -m bench
+bench: install ## Latency against in-process peers, on this Python and on 3.13 (the image's); BENCH_ARGS=--quick
+	@echo "==> bench on Python $$($(PY) -c 'import platform; print(platform.python_version())')"
+	@$(PY) -m bench $(BENCH_ARGS)
+	@echo "==> bench on Python 3.13, the sidecar image's"
+	@PYTHONPATH=tests $(PY) -m rig.pythons bench --python 3.13 -- $(BENCH_ARGS)
 
 clean: ## Remove .venv and build litter (the download cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache client/src/*.egg-info sidecar/src/*.egg-info operator/src/*.egg-info

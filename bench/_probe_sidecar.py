@@ -10,10 +10,8 @@ without touching the sidecar's source:
 ``BENCH_PROBE_ABLATE=a,b``
     switch pieces of the hot path off, to measure what each costs in the live process:
     ``metrics`` (Prometheus recording), ``timeout`` (the ``asyncio.timeout`` around each
-    handler), ``eager`` (start each request's coroutine in ``data_received`` instead of
-    through ``create_task``; it falls back to a task if the coroutine suspends; needs
-    ``timeout``, as ``asyncio.timeout`` refuses to run outside a task on Python 3.11),
-    ``asyncio`` (the stock event loop instead of uvloop).
+    handler), ``lazy`` (start each request's task through ``create_task``, as on Python
+    3.11, instead of eagerly), ``asyncio`` (the stock event loop instead of uvloop).
 
 Each instrument wraps private methods of the sidecar; if they changed, the probe says so
 on stderr and runs the sidecar unchanged.
@@ -30,14 +28,13 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 from agentpersistence.client.protocol import errors, framing
 from agentpersistence.sidecar import __main__ as sidecar_main
-from agentpersistence.sidecar import dispatch, metrics, server
+from agentpersistence.sidecar import dispatch, eventloop, metrics, server
 
-ABLATIONS = ("metrics", "timeout", "eager", "asyncio")
+ABLATIONS = ("metrics", "timeout", "lazy", "asyncio")
 
 _clock = time.perf_counter_ns
 _segments: dict[str, list[int]] = collections.defaultdict(list)
@@ -120,57 +117,6 @@ class _NoTimeout:
         return contextlib.nullcontext()
 
 
-async def _finish(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
-    """Drive a coroutine that suspended on ``yielded`` to its end, inside a task."""
-    while True:
-        if yielded is None:
-            await asyncio.sleep(0)
-        else:
-            with contextlib.suppress(Exception):
-                await yielded  # its outcome reaches the coroutine when it resumes
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return stop.value
-
-
-def _install_eager() -> None:
-    fp: Any = server.FrameProtocol
-    needed = ("_submit", "_answer", "_respond", "_queue", "_busy")
-    if not all(hasattr(fp, n) for n in needed[:3]):
-        _warn("FrameProtocol changed; 'eager' is off")
-        return
-
-    def eager_submit(self: Any, payload: bytes) -> None:
-        if self._busy:
-            self._queue.append(payload)
-            return
-        coro = self._answer(payload)
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            status, body = stop.value
-            self._respond(status, body)
-            return
-        self._busy = True
-        self._inflight.enter()
-
-        async def rest() -> None:
-            try:
-                status, body = await _finish(coro, yielded)
-                self._respond(status, body)
-                while self._queue:
-                    status, body = await self._answer(self._queue.popleft())
-                    self._respond(status, body)
-            finally:
-                self._busy = False
-                self._inflight.leave()
-
-        asyncio.get_running_loop().create_task(rest())
-
-    fp._submit = eager_submit
-
-
 def _install(ablations: set[str]) -> None:
     unknown = ablations - set(ABLATIONS)
     if unknown:
@@ -181,14 +127,12 @@ def _install(ablations: set[str]) -> None:
     if "timeout" in ablations:
         dispatch_module: Any = dispatch
         dispatch_module.asyncio = _NoTimeout()
-    if "eager" in ablations:
-        if "timeout" not in ablations:
-            # asyncio.timeout() needs a current task (Python 3.11), which an eager start lacks.
-            raise SystemExit("bench probe: 'eager' needs 'timeout' too")
-        _install_eager()
+    if "lazy" in ablations:
+        loops: Any = eventloop
+        loops.request_tasks = lambda: eventloop.RequestTasks(eventloop._lazy, eager=False)
     if "asyncio" in ablations:
-        main_module: Any = sidecar_main
-        main_module._use_uvloop = lambda: None
+        loops = eventloop
+        loops.new_event_loop = asyncio.new_event_loop
 
 
 def main() -> int:

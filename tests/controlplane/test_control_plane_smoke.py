@@ -267,7 +267,8 @@ def raw_get_status(kube: KubeControlPlane, path: str, context: ssl.SSLContext) -
         ) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
-        return int(error.code)
+        with error:
+            return int(error.code)
 
 
 def reader_role_and_binding(namespace: str, group: str) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from rig.cache import cache_home
 from rig.sidecar import SidecarProcess
 from rig.valkey import LOOPBACK, free_port
 
@@ -60,8 +61,7 @@ Say = Callable[[str], object]
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("AGENTPERSISTENCE_CACHE") or Path.home() / ".cache" / "agentpersistence"
-    return Path(root) / "dynamodb-local"
+    return cache_home() / "dynamodb-local"
 
 
 def _find_jar(root: Path) -> Path | None:
@@ -100,7 +100,8 @@ def answers_http(url: str, timeout: float = 0.5) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout):
             return True
-    except urllib.error.HTTPError:
+    except urllib.error.HTTPError as error:
+        error.close()  # it holds the response open (Python 3.14 warns when it is collected)
         return True
     except (OSError, ValueError):
         return False

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agentpersistence.client.protocol.errors import SidecarError
 
-from . import logs
+from . import eventloop, logs
 from .server import ServerSettings
 from .service import serve
 from .settings import ConfigError, load_config
@@ -56,21 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         shutdown_grace_seconds=args.shutdown_grace,
         probe_port=args.probe_port,
     )
-    _use_uvloop()
     try:
-        asyncio.run(serve(config, settings, provision=args.provision))
+        with asyncio.Runner(loop_factory=eventloop.new_event_loop) as runner:
+            runner.run(serve(config, settings, provision=args.provision))
     except SidecarError as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 1
     return 0
-
-
-def _use_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from agentpersistence.client.protocol import errors, framing
 from agentpersistence.client.protocol.routes import PROTOCOL_VERSION
 
 from .dispatch import Dispatcher
+from .eventloop import Answer, RequestTasks
 
 log = logging.getLogger("agentpersistence.sidecar")
 
@@ -73,8 +74,11 @@ class InFlight:
 class FrameProtocol(asyncio.Protocol):
     """Length-prefixed msgpack frames; requests on one connection are answered in order."""
 
-    def __init__(self, dispatcher: Dispatcher, max_body: int, inflight: InFlight) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, max_body: int, inflight: InFlight, tasks: RequestTasks
+    ) -> None:
         self._dispatcher = dispatcher
+        self._tasks = tasks
         self._max_body = max_body
         self._inflight = inflight
         self._buf = bytearray()
@@ -141,37 +145,42 @@ class FrameProtocol(asyncio.Protocol):
         if self._busy:
             self._queue.append(payload)
         else:
-            self._busy = True
-            self._start(payload)
+            self._serve(payload)
 
-    def _start(self, payload: bytes) -> None:
-        """Run one request in a task, with a timer for its deadline."""
+    def _serve(self, payload: bytes | None) -> None:
+        """Answer ``payload`` and then the queued requests, until one has to wait."""
+        while payload is not None:
+            if self._start(payload):
+                self._busy = True
+                return
+            payload = self._queue.popleft() if self._queue else None
+        self._busy = False
+
+    def _start(self, payload: bytes) -> bool:
+        """Answer one request, or start its task and a timer for its deadline; True if
+        the answer has to wait for the task."""
         try:
             route, deadline_ms, body = framing.parse_request(payload)
         except errors.SidecarError as exc:
             self._respond(exc.status, exc.to_wire())
-            self._next()
-            return
+            return False
+        task = self._tasks.start(self._dispatcher.serve(route, body, wire=True))
+        if task.done():  # answered during its eager start
+            self._respond(*self._outcome(route, task))
+            return False
+        timer = task.get_loop().call_later(self._dispatcher.budget(deadline_ms), task.cancel)
         self._inflight.enter()
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._dispatcher.serve(route, body, wire=True))
-        timer = loop.call_later(self._dispatcher.budget(deadline_ms), task.cancel)
         task.add_done_callback(functools.partial(self._finished, route, timer))
+        return True
 
-    def _finished(
-        self, route: str, timer: asyncio.TimerHandle, task: asyncio.Task[tuple[int, Any]]
-    ) -> None:
+    def _finished(self, route: str, timer: asyncio.TimerHandle, task: asyncio.Task[Answer]) -> None:
         timer.cancel()
         self._inflight.leave()
-        status, body = self._dispatcher.late(route) if task.cancelled() else task.result()
-        self._respond(status, body)
-        self._next()
+        self._respond(*self._outcome(route, task))
+        self._serve(self._queue.popleft() if self._queue else None)
 
-    def _next(self) -> None:
-        if self._queue:
-            self._start(self._queue.popleft())
-        else:
-            self._busy = False
+    def _outcome(self, route: str, task: asyncio.Task[Answer]) -> Answer:
+        return self._dispatcher.late(route) if task.cancelled() else task.result()
 
     def _respond(self, status: int, body: Any) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -225,8 +234,10 @@ class SocketServer:
         dispatcher: Dispatcher,
         app: web.Application,
         probe_app: web.Application | None,
+        tasks: RequestTasks,
     ) -> None:
         self.settings = settings
+        self._tasks = tasks
         self._dispatcher = dispatcher
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         self._probe_runner = (
@@ -242,7 +253,7 @@ class SocketServer:
         max_body = self.settings.max_body_bytes
 
         def frames() -> FrameProtocol:
-            return FrameProtocol(self._dispatcher, max_body, self._inflight)
+            return FrameProtocol(self._dispatcher, max_body, self._inflight, self._tasks)
 
         def factory() -> asyncio.Protocol:
             return _Sniffer(frames, http)

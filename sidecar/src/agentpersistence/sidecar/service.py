@@ -15,6 +15,7 @@ from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import routes
 
 from . import app as app_module
+from . import eventloop
 from .backends import cache_backend, checkpoint_backend, store_backend
 from .backends.base import Backend
 from .dispatch import Dispatcher
@@ -88,10 +89,7 @@ async def serve(
 ) -> None:
     """Run the sidecar until SIGTERM or SIGINT."""
     began = time.perf_counter()
-    if sys.version_info >= (3, 12):
-        # A request whose backend answers without waiting (memory, cached) then completes
-        # inside data_received, with no trip through the event loop.
-        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+    tasks = eventloop.request_tasks()
     sidecar = Sidecar(config, max_deadline=settings.max_deadline_seconds)
     await sidecar.start(provision=provision)
     try:
@@ -103,7 +101,7 @@ async def serve(
             if settings.probe_port is not None
             else None
         )
-        server = SocketServer(settings, sidecar.dispatcher, http_app, probe_app)
+        server = SocketServer(settings, sidecar.dispatcher, http_app, probe_app, tasks)
         stop = asyncio.Event()
         install_stop_signals(stop)
         await server.start()
@@ -112,6 +110,9 @@ async def serve(
             extra={
                 "socket": str(settings.socket_path),
                 "backends": [b.name for b in sidecar.backends],
+                "python": sys.version.split()[0],
+                "loop": eventloop.loop_name(asyncio.get_running_loop()),
+                "eager_start": tasks.eager,
                 "startup_ms": round((time.perf_counter() - began) * 1000, 1),
             },
         )
