@@ -79,6 +79,7 @@ def container_env(container: Manifest) -> dict[str, str]:
         ("--set", "webhook.certificates.mode=cert-manager"),
         ("--set", "operator.watchNamespaces={team-a,team-b}", "--set", "rbac.create=true"),
         ("--set", "sidecar.probePort=0", "--set", "sidecar.nativeSidecars=false"),
+        ("--set", "webhook.namespaceOptIn=false"),
     ],
 )
 def test_helm_lint_passes(testenv_bin_dir: Path, tmp_path: Path, values: tuple[str, ...]) -> None:
@@ -95,6 +96,7 @@ def test_helm_lint_passes(testenv_bin_dir: Path, tmp_path: Path, values: tuple[s
         (("--set", "sidecar.nativeSidecars=maybe"), "/sidecar/nativeSidecars"),
         (("--set", "operator.replicas=2"), "replicas"),
         (("--set", "webhook.certificates.mode=vault"), "/webhook/certificates/mode"),
+        (("--set", "webhook.namespaceOptIn=maybe"), "/webhook/namespaceOptIn"),
     ],
 )
 def test_the_schema_refuses_bad_values(
@@ -220,45 +222,70 @@ def test_the_certificate_secret_is_mounted_where_the_webhook_reads_it(render: Re
 # --------------------------------------------------------------------------- the webhook
 
 
-def test_the_webhook_configuration_has_the_designed_fields(render: Render) -> None:
+POD_CREATION = {
+    "apiGroups": [""],
+    "apiVersions": ["v1"],
+    "resources": ["pods"],
+    "operations": ["CREATE"],
+    "scope": "Namespaced",
+}
+EXCLUDED = {
+    "key": "kubernetes.io/metadata.name",
+    "operator": "NotIn",
+    "values": [NAMESPACE, "kube-system"],
+}
+
+
+def webhooks(objects: list[Manifest]) -> dict[str, Manifest]:
+    """The configuration's entries by name."""
+    entries = one(objects, "MutatingWebhookConfiguration")["webhooks"]
+    return {entry["name"]: entry for entry in entries}
+
+
+def test_the_webhook_configuration_has_one_entry_per_route(render: Render) -> None:
     objects = render()
-    configuration = one(objects, "MutatingWebhookConfiguration")
-    [webhook] = configuration["webhooks"]
-    client = webhook.pop("clientConfig")
-    assert webhook == {
-        "name": "inject.agentpersistence.io",
+    entries = webhooks(objects)
+    assert list(entries) == ["inject.agentpersistence.io", "inject-namespace.agentpersistence.io"]
+    service = one(objects, "Service")
+    shared = {
         "admissionReviewVersions": ["v1"],
-        "rules": [
-            {
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "resources": ["pods"],
-                "operations": ["CREATE"],
-                "scope": "Namespaced",
-            }
-        ],
+        "rules": [POD_CREATION],
         "matchPolicy": "Equivalent",
-        "objectSelector": {"matchLabels": {inject.INJECT_LABEL: "true"}},
-        "namespaceSelector": {
-            "matchExpressions": [
-                {
-                    "key": "kubernetes.io/metadata.name",
-                    "operator": "NotIn",
-                    "values": [NAMESPACE, "kube-system"],
-                }
-            ]
-        },
         "sideEffects": "None",
         "timeoutSeconds": 5,
         "failurePolicy": "Fail",
         "reinvocationPolicy": "IfNeeded",
     }
-    service = one(objects, "Service")
-    assert client["service"] == {
-        "name": service["metadata"]["name"],
-        "namespace": NAMESPACE,
-        "port": 443,
-        "path": handlers.WEBHOOK_PATH,
+    paths = {}
+    for name, entry in entries.items():
+        client = entry.pop("clientConfig")
+        assert client["caBundle"]
+        paths[name] = client["service"].pop("path")
+        assert client["service"] == {
+            "name": service["metadata"]["name"],
+            "namespace": NAMESPACE,
+            "port": 443,
+        }
+        assert {key: entry.pop(key) for key in shared} == shared
+    assert paths == {
+        "inject.agentpersistence.io": handlers.WEBHOOK_PATH,
+        "inject-namespace.agentpersistence.io": handlers.NAMESPACE_WEBHOOK_PATH,
+    }
+    # What is left: the selectors, which make the routes.
+    assert entries["inject.agentpersistence.io"] == {
+        "name": "inject.agentpersistence.io",
+        "objectSelector": {"matchLabels": {inject.INJECT_LABEL: "true"}},
+        "namespaceSelector": {"matchExpressions": [EXCLUDED]},
+    }
+    assert entries["inject-namespace.agentpersistence.io"] == {
+        "name": "inject-namespace.agentpersistence.io",
+        "objectSelector": {
+            "matchExpressions": [{"key": inject.INJECT_LABEL, "operator": "DoesNotExist"}]
+        },
+        "namespaceSelector": {
+            "matchLabels": {inject.NAMESPACE_INJECT_LABEL: inject.NAMESPACE_INJECT_ENABLED},
+            "matchExpressions": [EXCLUDED],
+        },
     }
     assert service["spec"]["ports"] == [
         {"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
@@ -267,11 +294,17 @@ def test_the_webhook_configuration_has_the_designed_fields(render: Render) -> No
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
+def test_the_namespace_route_can_be_turned_off(render: Render) -> None:
+    objects = render("--set", "webhook.namespaceOptIn=false")
+    assert list(webhooks(objects)) == ["inject.agentpersistence.io"]
+    [container] = one(objects, "Pod")["spec"]["containers"]
+    assert not [arg for arg in container["args"] if arg.startswith("--namespace-url=")]
+
+
 def test_the_release_namespace_is_excluded_once(render: Render) -> None:
     objects = render("--set", "webhook.excludedNamespaces={kube-system,ap-system}")
-    [webhook] = one(objects, "MutatingWebhookConfiguration")["webhooks"]
-    [expression] = webhook["namespaceSelector"]["matchExpressions"]
-    assert expression["values"] == [NAMESPACE, "kube-system"]
+    for entry in webhooks(objects).values():
+        assert entry["namespaceSelector"]["matchExpressions"] == [EXCLUDED]
 
 
 def test_the_ca_bundle_signed_the_served_certificate(render: Render) -> None:
@@ -279,8 +312,8 @@ def test_the_ca_bundle_signed_the_served_certificate(render: Render) -> None:
     secret = one(objects, "Secret")
     assert secret["type"] == "kubernetes.io/tls"
     assert set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}
-    [webhook] = one(objects, "MutatingWebhookConfiguration")["webhooks"]
-    assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    for entry in webhooks(objects).values():
+        assert entry["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
     ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
     served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
     served.verify_directly_issued_by(ca)
@@ -304,7 +337,8 @@ def test_cert_manager_mode_lets_cainjector_fill_the_bundle(render: Render) -> No
     assert configuration["metadata"]["annotations"] == {
         "cert-manager.io/inject-ca-from": f"{NAMESPACE}/{FULLNAME}-webhook"
     }
-    assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+    assert len(configuration["webhooks"]) == 2
+    assert not [e for e in configuration["webhooks"] if "caBundle" in e["clientConfig"]]
     assert {o["metadata"]["name"] for o in objects if o["kind"] == "Issuer"} == {
         f"{FULLNAME}-selfsigned",
         f"{FULLNAME}-webhook-ca",
@@ -327,8 +361,9 @@ def test_the_helm_test_pod_calls_the_webhook_through_its_service(render: Render)
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     [container] = pod["spec"]["containers"]
     assert container["command"] == ["python", "-m", "agentpersistence.operator.webhook.selftest"]
-    url = f"https://{FULLNAME}-webhook.{NAMESPACE}.svc:443{handlers.WEBHOOK_PATH}"
-    assert f"--url={url}" in container["args"]
+    base = f"https://{FULLNAME}-webhook.{NAMESPACE}.svc:443"
+    assert f"--url={base}{handlers.WEBHOOK_PATH}" in container["args"]
+    assert f"--namespace-url={base}{handlers.NAMESPACE_WEBHOOK_PATH}" in container["args"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["volumes"][0]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
 
@@ -393,12 +428,13 @@ def test_watched_namespaces_get_role_bindings_and_the_webhook_only_sees_them(
     assert "--namespace=team-a" in args
     assert "--namespace=team-b" in args
     assert "--all-namespaces" not in args
-    [webhook] = one(objects, "MutatingWebhookConfiguration")["webhooks"]
-    assert webhook["namespaceSelector"]["matchExpressions"][1] == {
+    watched = {
         "key": "kubernetes.io/metadata.name",
         "operator": "In",
         "values": ["team-a", "team-b"],
     }
+    for entry in webhooks(objects).values():
+        assert entry["namespaceSelector"]["matchExpressions"] == [EXCLUDED, watched]
 
 
 # --------------------------------------------------------------------------- the API server
@@ -449,7 +485,7 @@ def test_an_upgrade_keeps_the_existing_certificates(
         kube.apply(first | {"metadata": first["metadata"] | {"annotations": owner}})
         again = install_dry_run(kube, tmp_path, namespace)
         assert one(again, "Secret")["data"] == first["data"]
-        [webhook] = one(again, "MutatingWebhookConfiguration")["webhooks"]
-        assert webhook["clientConfig"]["caBundle"] == first["data"]["ca.crt"]
+        for entry in webhooks(again).values():
+            assert entry["clientConfig"]["caBundle"] == first["data"]["ca.crt"]
     finally:
         kube.kubectl("delete", "namespace", namespace, "--wait=false")

@@ -3,9 +3,12 @@
 The webhook runs as production runs it, but on the host: ``kopf run --standalone`` loading
 ``agentpersistence.operator.webhook.handlers``, on certificates from the control plane's CA,
 under the identity and RBAC the Helm chart grants (``operator_kubeconfig_from_chart_rbac``).
-The chart's own ``MutatingWebhookConfiguration`` is registered, with its Service reference
-swapped for the host URL (no kube-proxy routes Services here) and its namespace selector
-narrowed to this module's namespace. Pods are created with kubectl and read back.
+The chart's own ``MutatingWebhookConfiguration`` is registered, both entries (label route and
+namespace route), each with its Service reference swapped for the host URL at the entry's own
+path (no kube-proxy routes Services here) and its namespace selector narrowed to this
+module's two namespaces: ``namespace`` (not labelled for injection) and ``enabled_namespace``
+(labelled ``agentpersistence.io/inject: enabled``). Pods are created with kubectl and read
+back.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import functools
 import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,8 @@ from agentpersistence.operator.webhook import handlers
 from agentpersistence.operator.webhook.inject import (
     INJECT_LABEL,
     NAME_ANNOTATION,
+    NAMESPACE_INJECT_ENABLED,
+    NAMESPACE_INJECT_LABEL,
     SIDECAR_NAME,
     STATUS_ANNOTATION,
     Injection,
@@ -48,7 +54,7 @@ from rig.kube import (
     host_webhook_server,
     mutating_webhook_configuration,
 )
-from rig.operator import OperatorProcess, eventually
+from rig.operator import OperatorProcess, eventually, unique
 
 pytestmark = pytest.mark.controlplane
 
@@ -79,9 +85,26 @@ JsonObject = dict[str, Any]
 @dataclass
 class Injector:
     process: OperatorProcess
-    url: str
+    base_url: str
+    """``https://127.0.0.1:<port>``: kopf serves each handler at ``/<handler id>`` under it."""
     ca_file: Path
     namespace: str
+    """Not labelled for injection: only the label route reaches its pods."""
+    enabled_namespace: str
+    """Labelled ``agentpersistence.io/inject: enabled``: both routes reach its pods."""
+
+    @property
+    def url(self) -> str:
+        """The label route's URL."""
+        return f"{self.base_url}{handlers.WEBHOOK_PATH}"
+
+    @property
+    def namespace_url(self) -> str:
+        return f"{self.base_url}{handlers.NAMESPACE_WEBHOOK_PATH}"
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.namespace, self.enabled_namespace]
 
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")
@@ -103,11 +126,14 @@ def listening(port: int) -> bool:
     return False
 
 
-def start_injector(kubeconfig: Path, namespace: str, workdir: Path, certs: Path) -> Injector:
+def start_injector(
+    kubeconfig: Path, namespaces: Sequence[str], workdir: Path, certs: Path
+) -> tuple[OperatorProcess, str]:
+    """The webhook process, serving (and indexing) ``namespaces``; it and its base URL."""
     port, health = free_port(), free_port()
     argv = [
         sys.executable, "-m", "kopf", "run", "--standalone", "--verbose",
-        "--namespace", namespace,
+        *(arg for namespace in namespaces for arg in ("--namespace", namespace)),
         "--liveness", f"http://127.0.0.1:{health}/healthz",
         "-m", "agentpersistence.operator.webhook.handlers",
     ]  # fmt: skip
@@ -129,8 +155,19 @@ def start_injector(kubeconfig: Path, namespace: str, workdir: Path, certs: Path)
     except BaseException:
         process.stop()
         raise
-    url = f"https://127.0.0.1:{port}{handlers.WEBHOOK_PATH}"
-    return Injector(process, url, certs / "ca.crt", namespace)
+    return process, f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def enabled_namespace(kube_control_plane: KubeControlPlane) -> Iterator[str]:
+    """A namespace labelled for the namespace route."""
+    name = unique("ap-enabled")
+    labels = {NAMESPACE_INJECT_LABEL: NAMESPACE_INJECT_ENABLED}
+    kube_control_plane.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+    )
+    yield name
+    kube_control_plane.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.fixture(scope="module")
@@ -138,16 +175,20 @@ def injector(
     kube_control_plane: KubeControlPlane,
     crd: str,
     namespace: str,
+    enabled_namespace: str,
     operator_kubeconfig_from_chart_rbac: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Injector]:
     workdir = tmp_path_factory.mktemp("injector")
     certs = write_certificates(kube_control_plane, workdir / "certs")
-    injector = start_injector(operator_kubeconfig_from_chart_rbac, namespace, workdir, certs)
+    namespaces = [namespace, enabled_namespace]
+    process, base_url = start_injector(
+        operator_kubeconfig_from_chart_rbac, namespaces, workdir, certs
+    )
     try:
-        yield injector
+        yield Injector(process, base_url, certs / "ca.crt", namespace, enabled_namespace)
     finally:
-        injector.process.stop()
+        process.stop()
 
 
 def chart_webhook_configuration(kube: KubeControlPlane, home: Path) -> JsonObject:
@@ -163,15 +204,17 @@ def chart_webhook_configuration(kube: KubeControlPlane, home: Path) -> JsonObjec
 
 
 def pointed_at(configuration: JsonObject, injector: Injector, name: str) -> JsonObject:
-    """The chart's configuration, calling the host webhook, for this module's namespace only."""
+    """The chart's configuration, every entry calling the host webhook at the path the chart
+    gives it, for this module's namespaces only (selectors otherwise as the chart ships them)."""
     configuration = copy.deepcopy(configuration)
     configuration["metadata"] = {"name": name}
-    [webhook] = configuration["webhooks"]
     ca_bundle = base64.b64encode(injector.ca_file.read_bytes()).decode("ascii")
-    webhook["clientConfig"] = {"url": injector.url, "caBundle": ca_bundle}
-    webhook["namespaceSelector"]["matchExpressions"].append(
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [injector.namespace]}
-    )
+    only_ours = {"key": "kubernetes.io/metadata.name", "operator": "In"}
+    for webhook in configuration["webhooks"]:
+        path = webhook["clientConfig"]["service"]["path"]
+        webhook["clientConfig"] = {"url": f"{injector.base_url}{path}", "caBundle": ca_bundle}
+        expressions = webhook["namespaceSelector"]["matchExpressions"]
+        expressions.append(only_ours | {"values": injector.namespaces})
     return configuration
 
 
@@ -181,17 +224,24 @@ def registered(
     injector: Injector,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[JsonObject]:
-    """The webhook registered, the resource created, and injection observed once."""
+    """The webhook registered, the resource created in both namespaces, and injection
+    observed once by each route."""
     kube = kube_control_plane
     name = f"ap-inject-{uuid.uuid4().hex[:6]}"  # sorts before the spy webhook's "zz-" name
     chart = chart_webhook_configuration(kube, tmp_path_factory.mktemp("helm"))
     kube.apply(pointed_at(chart, injector, name))
     stored = kube.apply(agent_persistence(RESOURCE, injector.namespace))
+    kube.apply(agent_persistence(RESOURCE, injector.enabled_namespace))
+    probes = {
+        injector.namespace: agent_pod("probe"),
+        injector.enabled_namespace: agent_pod("probe", label=None),
+    }
     try:
-        eventually(
-            lambda: injected(create(kube, injector.namespace, agent_pod("probe"), dry_run=True)[0]),
-            "the webhook to inject into a dry-run pod",
-        )
+        for namespace, probe in probes.items():
+            eventually(
+                functools.partial(injects_dry_run, kube, namespace, probe),
+                f"the webhook to inject into a dry-run pod in {namespace}",
+            )
         yield stored
     finally:
         kube.kubectl("delete", "mutatingwebhookconfiguration", name, check=False)
@@ -213,11 +263,14 @@ def agent_persistence(name: str, namespace: str) -> JsonObject:
     }
 
 
-def agent_pod(name: str, *, labelled: bool = True, resource: str | None = RESOURCE) -> JsonObject:
-    """A pod as a user writes it (no namespace: kubectl's -n gives it)."""
+def agent_pod(
+    name: str, *, label: str | None = "true", resource: str | None = RESOURCE
+) -> JsonObject:
+    """A pod as a user writes it (no namespace: kubectl's -n gives it), with the inject label
+    set to ``label`` (None: without it) and naming ``resource`` (None: no name annotation)."""
     metadata: JsonObject = {"name": name, "labels": {"app": "agent"}}
-    if labelled:
-        metadata["labels"][INJECT_LABEL] = "true"
+    if label is not None:
+        metadata["labels"][INJECT_LABEL] = label
     if resource is not None:
         metadata["annotations"] = {NAME_ANNOTATION: resource}
     container = {
@@ -245,6 +298,10 @@ def injected(pod: JsonObject) -> bool:
     return bool(pod["metadata"].get("annotations", {}).get(STATUS_ANNOTATION) == "injected")
 
 
+def injects_dry_run(kube: KubeControlPlane, namespace: str, pod: JsonObject) -> bool:
+    return injected(create(kube, namespace, pod, dry_run=True)[0])
+
+
 def sidecars(pod: JsonObject) -> list[JsonObject]:
     every = [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
     return [c for c in every if c["name"] == SIDECAR_NAME]
@@ -260,10 +317,15 @@ def as_submitted(pod: JsonObject, name: str) -> JsonObject:
     return again
 
 
-def spied(kube: KubeControlPlane, namespace: str) -> bool:
-    probe = agent_pod(f"spy-probe-{uuid.uuid4().hex[:4]}")
+def spied(kube: KubeControlPlane, namespace: str, label: str | None) -> bool:
+    probe = agent_pod(f"spy-probe-{uuid.uuid4().hex[:4]}", label=label)
     pod, _ = create(kube, namespace, probe, dry_run=True)
     return SPY_ANNOTATION in pod["metadata"]["annotations"]
+
+
+def refusal(error: KubectlError) -> str:
+    """What the webhook said, without the API server's framing."""
+    return error.stderr.split("denied the request: ", 1)[1].strip()
 
 
 def logged(injector: Injector, *fragments: str) -> list[str]:
@@ -314,7 +376,7 @@ def test_the_stored_pod_is_exactly_the_pure_injection(
     kube, namespace = kube_control_plane, injector.namespace
     stored, _ = create(kube, namespace, agent_pod("agent-2"))
     # The pod as the webhook received it: the same pod, defaulted, not yet injected.
-    unlabelled = agent_pod("agent-2-twin", labelled=False)
+    unlabelled = agent_pod("agent-2-twin", label=None)
     received, _ = create(kube, namespace, unlabelled, dry_run=True)
     received = as_submitted(received, "agent-2")
     received["metadata"]["labels"][INJECT_LABEL] = "true"
@@ -329,11 +391,13 @@ def test_the_stored_pod_is_exactly_the_pure_injection(
     assert stored["metadata"]["labels"] == expected_stored["metadata"]["labels"]
 
 
-def test_an_unlabelled_pod_is_untouched(
+def test_an_annotated_pod_in_an_unlabelled_namespace_is_untouched(
     kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
 ) -> None:
+    """Both entries cover this namespace, but it is not labelled enabled: no route applies."""
     kube, namespace = kube_control_plane, injector.namespace
-    pod, _ = create(kube, namespace, agent_pod("plain", labelled=False))
+    pod, _ = create(kube, namespace, agent_pod("plain", label=None))
+    assert pod["metadata"]["annotations"] == {NAME_ANNOTATION: RESOURCE}
     assert not injected(pod)
     assert sidecars(pod) == []
     assert "initContainers" not in pod["spec"]
@@ -351,11 +415,19 @@ def test_an_injected_pod_passes_the_webhook_unchanged(
     assert len(sidecars(again)) == 1
 
 
+@pytest.mark.parametrize("route", ["label", "namespace"])
 def test_a_reinvocation_after_a_later_webhook_injects_nothing(
-    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject, route: str
 ) -> None:
     """A second webhook (ordered after ours) changes the pod; ours runs again (IfNeeded)."""
-    kube, namespace = kube_control_plane, injector.namespace
+    kube = kube_control_plane
+    if route == "label":
+        namespace, label = injector.namespace, "true"
+        selector: JsonObject = {"matchLabels": {INJECT_LABEL: "true"}}
+    else:
+        namespace, label = injector.enabled_namespace, None
+        selector = {"matchExpressions": [{"key": INJECT_LABEL, "operator": "DoesNotExist"}]}
+    pod_name = f"agent-4-{route}"
 
     def spy(request: JsonObject) -> AdmissionDecision:
         annotations = request["object"]["metadata"].get("annotations") or {}
@@ -372,19 +444,19 @@ def test_a_reinvocation_after_a_later_webhook_injects_nothing(
             server.ca_bundle,
             rules=[POD_CREATION],
             namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            object_selector={"matchLabels": {INJECT_LABEL: "true"}},
+            object_selector=selector,
         )
         kube.apply(configuration)
         try:
-            eventually(lambda: spied(kube, namespace), "the spy webhook to take effect")
-            pod, _ = create(kube, namespace, agent_pod("agent-4"))
+            eventually(lambda: spied(kube, namespace, label), "the spy webhook to take effect")
+            pod, _ = create(kube, namespace, agent_pod(pod_name, label=label))
         finally:
             kube.kubectl("delete", "mutatingwebhookconfiguration", name)
     assert pod["metadata"]["annotations"][SPY_ANNOTATION] == "true"
     assert len(sidecars(pod)) == 1
-    seen = [r["object"] for r in server.requests if r["object"]["metadata"]["name"] == "agent-4"]
+    seen = [r["object"] for r in server.requests if r["object"]["metadata"]["name"] == pod_name]
     assert [len(sidecars(o)) for o in seen] == [1]  # the spy ran after our injection
-    eventually(lambda: logged(injector, "agent-4", "already injected"), "the reinvocation's log")
+    eventually(lambda: logged(injector, pod_name, "already injected"), "the reinvocation's log")
 
 
 def test_a_resource_created_just_before_its_pod_is_found(
@@ -436,17 +508,126 @@ def test_a_pod_with_another_service_account_is_refused(
     assert f"set it to '{RESOURCE_ACCOUNT}'" in refused.value.stderr
 
 
+# --------------------------------------------------------------------------- the namespace route
+
+
+def test_an_annotated_pod_in_an_enabled_namespace_is_injected(
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+) -> None:
+    kube, namespace = kube_control_plane, injector.enabled_namespace
+    pod, warnings = create(kube, namespace, agent_pod("by-namespace", label=None))
+    assert injected(pod)
+    assert INJECT_LABEL not in pod["metadata"]["labels"]
+    [sidecar] = sidecars(pod)
+    assert sidecar["image"] == IMAGE
+    assert pod["spec"]["serviceAccountName"] == RESOURCE_ACCOUNT
+    assert f"AgentPersistence '{RESOURCE}' is not Ready yet" in warnings
+    # The same injection as the label route's, for the same pod.
+    twin, _ = create(kube, namespace, agent_pod("by-label"), dry_run=True)
+    assert pod["spec"] == twin["spec"]
+    lines = logged(injector, "by-namespace", "injecting the sidecar")
+    assert len(lines) == 1
+    assert "(namespace route)" in lines[0]
+
+
+def test_an_unannotated_pod_in_an_enabled_namespace_is_admitted_unchanged(
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+) -> None:
+    kube, namespace = kube_control_plane, injector.enabled_namespace
+    pod, warnings = create(kube, namespace, agent_pod("plain-enabled", label=None, resource=None))
+    assert not injected(pod)
+    assert "annotations" not in pod["metadata"]
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["agent"]
+    assert "initContainers" not in pod["spec"]
+    assert "volumes" not in pod["spec"]
+    assert warnings == ""
+
+
+def test_a_pod_labelled_false_in_an_enabled_namespace_is_untouched(
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+) -> None:
+    kube, namespace = kube_control_plane, injector.enabled_namespace
+    pod, _ = create(kube, namespace, agent_pod("opted-out", label="false"))
+    assert pod["metadata"]["labels"][INJECT_LABEL] == "false"
+    assert pod["metadata"]["annotations"] == {NAME_ANNOTATION: RESOURCE}
+    assert sidecars(pod) == []
+    assert "volumes" not in pod["spec"]
+
+
+def test_a_labelled_pod_in_an_enabled_namespace_is_injected_once(
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+) -> None:
+    """Only the label route takes it: the namespace entry's objectSelector leaves it out."""
+    kube, namespace = kube_control_plane, injector.enabled_namespace
+    pod, _ = create(kube, namespace, agent_pod("both-routes"))
+    spec = pod["spec"]
+    assert len(sidecars(pod)) == 1
+    assert pod["metadata"]["annotations"] == {
+        NAME_ANNOTATION: RESOURCE,
+        STATUS_ANNOTATION: "injected",
+    }
+    assert [v["name"] for v in spec["volumes"]] == [
+        "agentpersistence-socket",
+        "agentpersistence-config",
+    ]
+    assert spec["securityContext"]["supplementalGroups"] == [SETTINGS.run_as_group]
+    [agent] = spec["containers"]
+    assert [e["name"] for e in agent["env"]] == ["LOG_LEVEL", "AGENTPERSISTENCE_SOCKET"]
+    lines = logged(injector, "both-routes")
+    injections = [line for line in lines if "injecting the sidecar" in line]
+    assert len(injections) == 1
+    assert "(label route)" in injections[0]
+    assert not [line for line in lines if handlers.NAMESPACE_WEBHOOK_ID in line]
+    assert not [line for line in lines if "already injected" in line]
+
+
+def test_a_labelled_pod_without_a_name_in_an_enabled_namespace_is_refused(
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+) -> None:
+    pod = agent_pod("unnamed", resource=None)
+    with pytest.raises(KubectlError) as refused:
+        create(kube_control_plane, injector.enabled_namespace, pod)
+    assert 'admission webhook "inject.agentpersistence.io" denied the request' in (
+        refused.value.stderr
+    )
+    assert f"but no annotation {NAME_ANNOTATION}" in refused.value.stderr
+
+
+def test_an_annotated_pod_naming_a_missing_resource_is_refused_as_by_the_label_route(
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+) -> None:
+    kube, namespace = kube_control_plane, injector.enabled_namespace
+    with pytest.raises(KubectlError) as by_label:
+        create(kube, namespace, agent_pod("missing-ap", resource="missing"))
+    with pytest.raises(KubectlError) as by_namespace:
+        create(kube, namespace, agent_pod("missing-ap", label=None, resource="missing"))
+    assert 'admission webhook "inject.agentpersistence.io" denied the request' in (
+        by_label.value.stderr
+    )
+    assert 'admission webhook "inject-namespace.agentpersistence.io" denied the request' in (
+        by_namespace.value.stderr
+    )
+    assert refusal(by_namespace.value) == refusal(by_label.value)
+    assert refusal(by_namespace.value).startswith(
+        f"pod 'missing-ap' names AgentPersistence 'missing' ({NAME_ANNOTATION}), which does "
+        f"not exist in namespace '{namespace}'"
+    )
+    found = kube.kubectl("get", "pod", "missing-ap", "-n", namespace, check=False)
+    assert found.returncode != 0
+
+
 def test_the_helm_test_selftest_passes(injector: Injector, registered: JsonObject) -> None:
     argv = [
         sys.executable, "-m", "agentpersistence.operator.webhook.selftest",
-        "--url", injector.url, "--ca-file", str(injector.ca_file),
-        "--namespace", injector.namespace,
+        "--url", injector.url, "--namespace-url", injector.namespace_url,
+        "--ca-file", str(injector.ca_file), "--namespace", injector.namespace,
     ]  # fmt: skip
     result = subprocess.run(
         argv, capture_output=True, text=True, env=child_env(), check=False, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert "webhook self-test passed" in result.stdout
+    passed = f"webhook self-test passed: {injector.url}, {injector.namespace_url}"
+    assert passed in result.stdout
 
 
 def test_the_webhook_logged_no_error(injector: Injector, registered: JsonObject) -> None:

@@ -19,7 +19,12 @@ import pytest
 
 from agentpersistence.operator import errors, kube
 from agentpersistence.operator.webhook import handlers
-from agentpersistence.operator.webhook.inject import Injection, inject
+from agentpersistence.operator.webhook.inject import (
+    INJECT_LABEL,
+    Injection,
+    Route,
+    inject,
+)
 from agentpersistence.operator.webhook.patching import applied
 from agentpersistence.operator.webhook.payloads import AgentPersistenceView, Pod
 from agentpersistence.operator.webhook.settings import InjectionSettings
@@ -30,6 +35,9 @@ LOGGER = logging.getLogger("test.inject")
 # kopf's decorators type the functions as its callback protocols; call them as plain functions.
 index_agentpersistence = cast(Callable[..., Any], handlers.index_agentpersistence)
 inject_sidecar = cast(Callable[..., Coroutine[Any, Any, None]], handlers.inject_sidecar)
+inject_sidecar_in_namespace = cast(
+    Callable[..., Coroutine[Any, Any, None]], handlers.inject_sidecar_in_namespace
+)
 
 
 @pytest.fixture
@@ -104,13 +112,24 @@ def notes() -> AgentPersistenceView:
     return {"name": "notes", "spec": {"checkpointer": {"backend": "memory"}}, "status": {}}
 
 
-def call_handler(pod: Pod, index: dict[Any, Any]) -> tuple[list[Any], list[str]]:
+def annotated_pod() -> Pod:
+    """A pod of the namespace route: the name annotation, no inject label."""
+    pod = labelled_pod()
+    del pod["metadata"]["labels"][INJECT_LABEL]
+    return pod
+
+
+def call_handler(
+    pod: Pod,
+    index: dict[Any, Any],
+    handler: Callable[..., Coroutine[Any, Any, None]] = inject_sidecar,
+) -> tuple[list[Any], list[str]]:
     """Runs the handler as kopf does; returns kopf's JSON patch and the warnings."""
     body = kopf.Body(copy.deepcopy(pod))  # type: ignore[arg-type]
     patch = kopf.Patch(body=body)
     warnings: list[str] = []
     memo = kopf.Memo({handlers.MEMO_KEY: InjectionSettings(image=IMAGE)})
-    coroutine = inject_sidecar(
+    coroutine = handler(
         body=body,
         namespace="team-a",
         patch=patch,
@@ -145,6 +164,42 @@ def test_the_handler_leaves_an_injected_pod_alone() -> None:
     assert isinstance(result, Injection)
     injected = applied(pod, result.patch)
     assert call_handler(injected, {("team-a", "notes"): [notes()]}) == ([], [])
+
+
+def test_the_namespace_handler_injects_an_annotated_pod_as_the_label_handler_would() -> None:
+    pod = annotated_pod()
+    index = {("team-a", "notes"): [notes()]}
+    kopf_patch, warnings = call_handler(pod, index, inject_sidecar_in_namespace)
+    expected = inject(pod, notes(), InjectionSettings(image=IMAGE), Route.NAMESPACE)
+    assert isinstance(expected, Injection)
+    assert expected.patch
+    assert jsonpatch.apply_patch(copy.deepcopy(pod), kopf_patch) == applied(pod, expected.patch)
+    assert warnings == list(expected.warnings)
+    assert call_handler(labelled_pod(), index)[0] == kopf_patch  # the same injection
+
+
+def test_the_namespace_handler_refuses_a_pod_naming_a_missing_resource_alike() -> None:
+    with pytest.raises(kopf.AdmissionError) as by_namespace:
+        call_handler(annotated_pod(), {}, inject_sidecar_in_namespace)
+    with pytest.raises(kopf.AdmissionError) as by_label:
+        call_handler(labelled_pod(), {})
+    assert by_namespace.value.code == by_label.value.code == 403
+    assert str(by_namespace.value) == str(by_label.value)
+    assert "does not exist" in str(by_namespace.value)
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_the_namespace_handler_leaves_a_labelled_pod_alone(value: str) -> None:
+    """Even if one reached it: a labelled pod belongs to the label route, or opted out."""
+    pod = labelled_pod()
+    pod["metadata"]["labels"][INJECT_LABEL] = value
+    index = {("team-a", "notes"): [notes()]}
+    assert call_handler(pod, index, inject_sidecar_in_namespace) == ([], [])
+
+
+def test_the_label_handler_leaves_an_annotated_pod_alone() -> None:
+    index = {("team-a", "notes"): [notes()]}
+    assert call_handler(annotated_pod(), index) == ([], [])
 
 
 def test_the_handler_needs_the_startup_settings() -> None:

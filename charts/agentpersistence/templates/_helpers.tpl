@@ -82,11 +82,61 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The URL path of the webhook: kopf serves each admission handler at /<handler id>
-(agentpersistence.operator.webhook.handlers.WEBHOOK_PATH).
+The URL paths of the webhook's two entries, one per opt-in route: kopf serves each admission
+handler at /<handler id> (agentpersistence.operator.webhook.handlers.WEBHOOK_PATH and
+NAMESPACE_WEBHOOK_PATH), and runs only that handler.
 */}}
 {{- define "agentpersistence.webhookPath" -}}
 /inject-sidecar
+{{- end }}
+
+{{- define "agentpersistence.namespaceWebhookPath" -}}
+/inject-sidecar-namespace
+{{- end }}
+
+{{/*
+What the webhook's entries share, all but their name and selectors: the operator's Service
+at the entry's path, pod creations only, and the API server's policies.
+Called with (dict "root" $ "path" <URL path> "caBundle" <base64 PEM; empty for cert-manager>).
+*/}}
+{{- define "agentpersistence.webhookEntry" -}}
+admissionReviewVersions: ["v1"]
+clientConfig:
+  service:
+    name: {{ include "agentpersistence.webhookServiceName" .root }}
+    namespace: {{ .root.Release.Namespace }}
+    port: {{ .root.Values.webhook.servicePort }}
+    path: {{ .path }}
+  {{- if .caBundle }}
+  caBundle: {{ .caBundle }}
+  {{- end }}
+rules:
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    resources: ["pods"]
+    operations: ["CREATE"]
+    scope: Namespaced
+matchPolicy: Equivalent
+sideEffects: None
+timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
+failurePolicy: {{ .root.Values.webhook.failurePolicy }}
+# Called again when a later webhook changed the pod; the injection is idempotent.
+reinvocationPolicy: IfNeeded
+{{- end }}
+
+{{/*
+The namespaceSelector expressions of every entry: never the excluded namespaces (the
+release's own among them), and only the watched ones when operator.watchNamespaces lists them.
+*/}}
+{{- define "agentpersistence.webhookNamespaceExpressions" -}}
+- key: kubernetes.io/metadata.name
+  operator: NotIn
+  values: {{ include "agentpersistence.excludedNamespaces" . }}
+{{- with .Values.operator.watchNamespaces }}
+- key: kubernetes.io/metadata.name
+  operator: In
+  values: {{ toJson . }}
+{{- end }}
 {{- end }}
 
 {{/* "true" or "false": whether injected sidecars are native (see sidecar.nativeSidecars). */}}

@@ -8,14 +8,20 @@ Importing this module registers, on kopf's default registry:
   (bounded by :data:`READ_THROUGH_TIMEOUT_S`): right after the operator starts, its webhook
   may answer before the index is filled, and a resource created a moment before the pod may
   not be indexed yet; only a resource that truly does not exist gets the pod refused;
-- ``@kopf.on.mutate`` :data:`WEBHOOK_ID` on pods, ``CREATE`` only, for pods labelled
-  ``agentpersistence.io/inject: "true"``: it applies :func:`.inject.inject`'s patch, or
-  rejects the pod (HTTP 403) with the refusal's message;
+- two ``@kopf.on.mutate`` handlers on pods, ``CREATE`` only, one per opt-in route
+  (:class:`.inject.Route`), both answering through :func:`admit`: it applies
+  :func:`.inject.inject`'s patch, or rejects the pod (HTTP 403) with the refusal's message.
+  :data:`WEBHOOK_ID` takes pods labelled ``agentpersistence.io/inject: "true"``;
+  :data:`NAMESPACE_WEBHOOK_ID` takes pods without that label that carry the name annotation.
+  kopf serves each handler at ``/<handler id>`` and runs only that one, so a pod reaches the
+  namespace handler only through the chart's namespace entry (whose namespaceSelector
+  requires an enabled namespace: the handler trusts it, admission requests carry no
+  namespace labels);
 - ``@kopf.on.startup``: reads :mod:`.settings` from the environment and sets
   ``settings.admission.server`` to a :class:`kopf.WebhookServer` on our own certificates, with
   ``settings.admission.managed = None``: the Helm chart ships the
   ``MutatingWebhookConfiguration`` (5 s timeout, selectors, ``reinvocationPolicy: IfNeeded``),
-  pointing at :data:`WEBHOOK_PATH` (kopf routes ``/<handler id>`` to the handler).
+  one entry pointing at :data:`WEBHOOK_PATH`, the other at :data:`NAMESPACE_WEBHOOK_PATH`.
 
 No handler, timer or watch on Pods: the operator needs no RBAC on pods. Run with
 ``kopf run -m agentpersistence.operator.webhook.handlers`` beside the operator's own modules.
@@ -44,7 +50,11 @@ INDEX_ID: Final = "agentpersistences_by_name"
 """The index's id, and so the keyword argument kopf passes it to handlers under."""
 WEBHOOK_ID: Final = "inject-sidecar"
 WEBHOOK_PATH: Final = f"/{WEBHOOK_ID}"
-"""The URL path the webhook configuration must call (kopf serves each handler at its id)."""
+"""The URL path the label route's webhook entry must call (kopf serves each handler at its
+id)."""
+NAMESPACE_WEBHOOK_ID: Final = "inject-sidecar-namespace"
+NAMESPACE_WEBHOOK_PATH: Final = f"/{NAMESPACE_WEBHOOK_ID}"
+"""The URL path the namespace route's webhook entry must call."""
 STARTUP_ID: Final = "agentpersistence-webhook-server"
 MEMO_KEY: Final = "agentpersistence_injection"
 """Where the startup handler leaves :class:`InjectionSettings` in the operator's memo."""
@@ -173,7 +183,29 @@ async def read_through(
     labels={inject.INJECT_LABEL: "true"},
     side_effects=False,
 )
-async def inject_sidecar(
+async def inject_sidecar(**kwargs: Any) -> None:
+    """The label route: a pod labelled ``agentpersistence.io/inject: "true"``."""
+    await admit(inject.Route.LABEL, **kwargs)
+
+
+@kopf.on.mutate(
+    "v1",
+    "pods",
+    id=NAMESPACE_WEBHOOK_ID,
+    operations=["CREATE"],
+    labels={inject.INJECT_LABEL: kopf.ABSENT},
+    annotations={inject.NAME_ANNOTATION: kopf.PRESENT},
+    side_effects=False,
+)
+async def inject_sidecar_in_namespace(**kwargs: Any) -> None:
+    """The namespace route: an annotated pod without the inject label, in an enabled
+    namespace. kopf's filters skip every other pod, which is then admitted unchanged."""
+    await admit(inject.Route.NAMESPACE, **kwargs)
+
+
+async def admit(
+    route: inject.Route,
+    *,
     body: kopf.Body,
     namespace: str | None,
     patch: kopf.Patch,
@@ -182,21 +214,23 @@ async def inject_sidecar(
     logger: kopf.Logger,
     **kwargs: Any,
 ) -> None:
-    """Answers one pod creation: the sidecar's patch, nothing, or a rejection."""
+    """Answers one pod creation that came by ``route`` (kopf's keyword arguments): the
+    sidecar's patch, nothing, or a rejection."""
     pod = cast(Pod, dict(body))
     name = inject.requested_name(pod)
     index = cast(AgentPersistenceIndex, kwargs[INDEX_ID])
     resource = None
-    if name is not None and not inject.already_injected(pod):  # reinvocations look nothing up
+    wanted = inject.opted_in(pod, route) and not inject.already_injected(pod)
+    if name is not None and wanted:  # reinvocations and other pods look nothing up
         resource = await find(index, namespace or "", name, memo, logger)
-    result = inject.inject(pod, resource, _injection_settings(memo))
+    result = inject.inject(pod, resource, _injection_settings(memo), route)
     if isinstance(result, inject.Refusal):
-        logger.info("refused the pod: %s", result.reason.value)
+        logger.info("refused the pod (%s route): %s", route.value, result.reason.value)
         raise kopf.AdmissionError(result.message, code=REFUSAL_CODE)
     warnings.extend(result.warnings)
     if result.patch:
         patch.fns.append(functools.partial(_apply, result.patch))
-        logger.info("injecting the sidecar of AgentPersistence %r", name)
+        logger.info("injecting the sidecar of AgentPersistence %r (%s route)", name, route.value)
     elif inject.already_injected(pod):
         logger.info("the sidecar is already injected: nothing to do")
 

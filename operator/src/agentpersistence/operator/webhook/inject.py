@@ -4,8 +4,21 @@
 warnings for the user) or a :class:`Refusal` (the pod is rejected with its message). No I/O:
 the handler (:mod:`.handlers`) looks the ``AgentPersistence`` up and answers the API server.
 
-What a labelled pod (``agentpersistence.io/inject: "true"``) naming its ``AgentPersistence``
-(annotation ``agentpersistence.io/name``) gets:
+Who gets the sidecar: a pod that opts in by one of two routes (:class:`Route`). Each route is
+its own entry of the chart's webhook configuration, served at its own path by its own
+handler, so the API server sends no other pod and no pod takes both routes:
+
+- the label route: the pod's label ``agentpersistence.io/inject: "true"``, in any namespace
+  the operator serves;
+- the namespace route: in a namespace labelled ``agentpersistence.io/inject: enabled``, a pod
+  without that label that carries the annotation ``agentpersistence.io/name`` (the way Dapr
+  and Istio sidecars are asked for). The API server selects namespaces by label but cannot
+  select pods by annotation, so its entry sends every pod of such a namespace that has no
+  inject label, and :func:`opted_in` decides; an unannotated pod there is admitted unchanged.
+
+``agentpersistence.io/inject: "false"`` opts a pod out of both routes, in any namespace.
+Either way the annotation ``agentpersistence.io/name`` names the pod's ``AgentPersistence``
+(in the pod's namespace), and the pod gets:
 
 - an in-memory ``emptyDir`` (``medium: Memory``) for the socket, mounted read-only at
   ``settings.socket_dir`` in every app container (``spec.containers``) and read-write in the
@@ -38,13 +51,15 @@ runs. Choose native wherever the cluster supports it.
 
 Idempotent: a pod that already has the status annotation or a container named
 ``agentpersistence-sidecar`` gets no patch (the webhook is reinvoked, ``IfNeeded``, when a
-later webhook changes the pod). A pod without the label gets no patch either.
+later webhook changes the pod). A pod that did not opt in by the route it came through gets no
+patch either.
 
-Refused, with a message saying what to do: a labelled pod without the name annotation, a pod
-naming an ``AgentPersistence`` that does not exist in its namespace (its controller retries
-the creation, so a Deployment created together with its resource converges), a pod whose
-``serviceAccountName`` conflicts, a pod already using the names, mount path or probe port the
-injection needs.
+Refused, with a message saying what to do: a pod labelled ``"true"`` without the name
+annotation, a pod of the namespace route whose annotation is empty, a pod naming an
+``AgentPersistence`` that does not exist in its namespace (the same message on both routes;
+its controller retries the creation, so a Deployment created together with its resource
+converges), a pod whose ``serviceAccountName`` conflicts, a pod already using the names,
+mount path or probe port the injection needs.
 """
 
 from __future__ import annotations
@@ -75,7 +90,12 @@ from .payloads import (
 from .settings import InjectionSettings
 
 INJECT_LABEL: Final = f"{naming.GROUP}/inject"
-"""Pods opt in with this label set to ``"true"`` (the webhook's objectSelector)."""
+"""Pods opt in with this label set to ``"true"`` (the label route's objectSelector), and out of
+both routes with ``"false"``."""
+NAMESPACE_INJECT_LABEL: Final = INJECT_LABEL
+"""Namespaces turn the namespace route on with this label set to :data:`NAMESPACE_INJECT_ENABLED`
+(the namespace route's namespaceSelector)."""
+NAMESPACE_INJECT_ENABLED: Final = "enabled"
 NAME_ANNOTATION: Final = f"{naming.GROUP}/name"
 """Names the ``AgentPersistence`` (in the pod's namespace) the sidecar serves."""
 STATUS_ANNOTATION: Final = f"{naming.GROUP}/status"
@@ -92,6 +112,16 @@ SOCKET_VOLUME_SIZE: Final = "1Mi"
 """The socket directory holds one socket file; a limit keeps it from holding anything else."""
 DEFAULT_SERVICE_ACCOUNT: Final = "default"
 """What the ServiceAccount admission plugin sets on a pod that names none."""
+
+
+class Route(enum.Enum):
+    """How a pod asked for the sidecar: one webhook entry, path and handler per route."""
+
+    LABEL = "label"
+    """The pod's label ``agentpersistence.io/inject: "true"``."""
+    NAMESPACE = "namespace"
+    """Its namespace's label ``agentpersistence.io/inject: enabled`` and the pod's name
+    annotation (the API server sends only pods of such namespaces to this route)."""
 
 
 class RefusalReason(enum.Enum):
@@ -118,18 +148,22 @@ class Injection:
 
 
 def inject(
-    pod: Pod, resource: AgentPersistenceView | None, settings: InjectionSettings
+    pod: Pod,
+    resource: AgentPersistenceView | None,
+    settings: InjectionSettings,
+    route: Route = Route.LABEL,
 ) -> Injection | Refusal:
     """The patch that injects the sidecar into ``pod``, or why it cannot be admitted.
 
     ``resource`` is the ``AgentPersistence`` the pod names (:func:`requested_name`) in its
-    namespace, or None when there is none.
+    namespace, or None when there is none; ``route`` is the one the pod came through (the
+    handler knows it from the path the API server called).
     """
-    if not opted_in(pod) or already_injected(pod):
+    if not opted_in(pod, route) or already_injected(pod):
         return Injection()
     name = requested_name(pod)
     if name is None:
-        return _missing_name(pod)
+        return _missing_name(pod, route)
     if resource is None:
         return _not_found(pod, name)
     refusal = _conflicts(pod, settings) or _service_account_conflict(pod, resource)
@@ -144,10 +178,20 @@ def inject(
 # --------------------------------------------------------------------------- reading the pod
 
 
-def opted_in(pod: Pod) -> bool:
-    """The pod carries ``agentpersistence.io/inject: "true"``."""
-    labels = pod.get("metadata", {}).get("labels") or {}
-    return labels.get(INJECT_LABEL) == "true"
+def opted_in(pod: Pod, route: Route = Route.LABEL) -> bool:
+    """Whether the pod asks for the sidecar by ``route``.
+
+    Label route: the label is ``"true"``. Namespace route (its namespace is enabled, which the
+    webhook entry's namespaceSelector guarantees): no inject label at all, so ``"false"`` opts
+    out and a ``"true"`` pod belongs to the label route only, and the name annotation is there
+    (empty or not: an empty one is refused, not ignored).
+    """
+    metadata = pod.get("metadata", {})
+    labels = metadata.get("labels") or {}
+    if route is Route.LABEL:
+        return labels.get(INJECT_LABEL) == "true"
+    annotations = metadata.get("annotations") or {}
+    return INJECT_LABEL not in labels and NAME_ANNOTATION in annotations
 
 
 def already_injected(pod: Pod) -> bool:
@@ -183,7 +227,15 @@ def _namespace(pod: Pod) -> str:
 # --------------------------------------------------------------------------- refusals
 
 
-def _missing_name(pod: Pod) -> Refusal:
+def _missing_name(pod: Pod, route: Route) -> Refusal:
+    if route is Route.NAMESPACE:
+        return Refusal(
+            RefusalReason.MISSING_NAME,
+            f"{_describe(pod)} is in a namespace labelled {NAMESPACE_INJECT_LABEL}="
+            f"{NAMESPACE_INJECT_ENABLED} and has an empty annotation {NAME_ANNOTATION}: set it "
+            f"to the name of an AgentPersistence in {_namespace(pod)}, or remove it to run "
+            "the pod without the sidecar",
+        )
     return Refusal(
         RefusalReason.MISSING_NAME,
         f"{_describe(pod)} has the label {INJECT_LABEL}=true but no annotation "
