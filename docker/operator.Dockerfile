@@ -27,6 +27,10 @@ COPY --from=build /opt/agentpersistence /opt/agentpersistence
 ENV PATH=/opt/agentpersistence/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# kopf names the operator after its user (getpass), which needs an entry for the uid.
+RUN groupadd --system --gid 65532 agentpersistence \
+ && useradd --system --uid 65532 --gid 65532 --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin agentpersistence
 USER 65532:65532
 # `kopf run` with the operator's and the webhook's handlers; every kopf run option applies.
 ENTRYPOINT ["agentpersistence-operator"]

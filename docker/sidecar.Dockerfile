@@ -27,6 +27,10 @@ COPY --from=build /opt/agentpersistence /opt/agentpersistence
 ENV PATH=/opt/agentpersistence/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# the uid the injection runs it as has a name, as tools and libraries expect.
+RUN groupadd --system --gid 65532 agentpersistence \
+ && useradd --system --uid 65532 --gid 65532 --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin agentpersistence
 USER 65532:65532
 ENTRYPOINT ["agentpersistence-sidecar"]
 CMD ["--socket", "/var/run/agentpersistence/sidecar.sock", "--config", "/etc/agentpersistence/sidecar.yaml"]

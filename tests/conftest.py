@@ -4,8 +4,11 @@ Session-scoped rig fixtures are imported here and only here: a fixture imported 
 modules is two fixtures, and would start its server twice.
 """
 
+import pytest
+
+from rig import e2e, kube
 from rig.dynamodb import aws_endpoints, aws_env, dynamodb_local, dynamodb_sidecar, moto_s3
-from rig.kube import kube_control_plane, pytest_collection_finish, testenv_bin_dir
+from rig.kube import kube_control_plane, testenv_bin_dir
 from rig.sidecar import any_sidecar, memory_sidecar, sidecar_factory, valkey_sidecar
 from rig.store import (
     store_exact_valkey,
@@ -18,6 +21,13 @@ from rig.store import (
 )
 from rig.valkey import admin, round_trips, valkey_flushed, valkey_search_server, valkey_server
 
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Builds what the selected tiers need before the first test starts (outside timeouts)."""
+    kube.pytest_collection_finish(session)
+    e2e.pytest_collection_finish(session)
+
+
 __all__ = [
     "admin",
     "any_sidecar",
@@ -28,7 +38,6 @@ __all__ = [
     "kube_control_plane",
     "memory_sidecar",
     "moto_s3",
-    "pytest_collection_finish",
     "round_trips",
     "sidecar_factory",
     "store_exact_valkey",

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rig.debian import Bind, DebianRoot, session, tool
+from rig.debian import Bind, DebianRoot, session
+from rig.packages import tool
 from rig.pythons import PYTHONS, DebianPython
 
 interpreter = PYTHONS["3.13"]

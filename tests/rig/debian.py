@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rig import packages
 from rig.cache import cache_home
 
 MIRROR = "http://deb.debian.org/debian"
@@ -37,6 +38,9 @@ KILL_TIMEOUT_S = 10.0
 STAMP = ".agentpersistence-root.json"
 HOST_FILES = ("/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt")
 """Copied in at each session: pip inside reaches the package index as the host does."""
+
+PYTHON_SUITES = {"3.13": "trixie", "3.14": "forky"}
+"""The Debian suite that ships ``python3.X`` for each minor version the project tests."""
 
 Say = Callable[[str], object]
 
@@ -138,7 +142,16 @@ class Session:
     def command(self, argv: Sequence[str], env: dict[str, str], cwd: str = "/") -> list[str]:
         """``argv`` run inside the root with exactly ``env`` and working directory ``cwd``."""
         pairs = [f"{k}={v}" for k, v in env.items()]
-        return [tool("chroot"), str(self.root), "/usr/bin/env", "-i", "-C", cwd, *pairs, *argv]
+        return [
+            packages.tool("chroot"),
+            str(self.root),
+            "/usr/bin/env",
+            "-i",
+            "-C",
+            cwd,
+            *pairs,
+            *argv,
+        ]
 
 
 @contextlib.contextmanager
@@ -163,7 +176,7 @@ def session(root: DebianRoot, binds: Sequence[Bind] = (), say: Say = print) -> I
                 target = path / bind.inside.lstrip("/")
                 _mount(entered, ["--bind", str(bind.source)], target)
                 if bind.read_only:
-                    _run([tool("mount"), "-o", "remount,bind,ro", str(target)])
+                    _run([packages.tool("mount"), "-o", "remount,bind,ro", str(target)])
             yield entered
         finally:
             _clear(path, say)
@@ -171,7 +184,7 @@ def session(root: DebianRoot, binds: Sequence[Bind] = (), say: Say = print) -> I
 
 def _mount(entered: Session, args: list[str], target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    _run([tool("mount"), *args, str(target)])
+    _run([packages.tool("mount"), *args, str(target)])
     entered.mounts.append(target)
 
 
@@ -182,9 +195,12 @@ def _clear(path: Path, say: Say) -> None:
         _say(say, f"stopping {len(stray)} process(es) still running in {path}")
         _kill(stray)
     for mount in sorted(_mounts_under(path), key=lambda p: len(p.parts), reverse=True):
-        if subprocess.run([tool("umount"), str(mount)], capture_output=True).returncode != 0:
+        if (
+            subprocess.run([packages.tool("umount"), str(mount)], capture_output=True).returncode
+            != 0
+        ):
             _kill(_processes_in(path))
-            _run([tool("umount"), str(mount)])
+            _run([packages.tool("umount"), str(mount)])
     left = _mounts_under(path)
     if left:
         raise RootError(f"could not unmount {', '.join(map(str, left))}; unmount them by hand")
@@ -246,7 +262,7 @@ def _remove_tree(path: Path) -> None:
         return
     if _mounts_under(path):
         raise RootError(f"{path} still has mounts; refusing to delete it")
-    _run([tool("rm"), "-rf", "--one-file-system", str(path)])
+    _run([packages.tool("rm"), "-rf", "--one-file-system", str(path)])
 
 
 @contextlib.contextmanager
@@ -269,12 +285,8 @@ def _need_root(what: str) -> None:
 
 
 def _debootstrap(say: Say) -> str:
-    with contextlib.suppress(RootError):
-        return tool("debootstrap")
-    _say(say, "installing debootstrap (apt-get, once)")
-    _run(["apt-get", "update", "-qq"])
-    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"])
-    return tool("debootstrap")
+    packages.ensure(["debootstrap"], say)
+    return packages.tool("debootstrap")
 
 
 def _script_for(suite: str) -> list[str]:
@@ -282,15 +294,6 @@ def _script_for(suite: str) -> list[str]:
     debootstrap (every current Debian suite bootstraps alike)."""
     scripts = Path("/usr/share/debootstrap/scripts")
     return [] if (scripts / suite).exists() else [str(scripts / "sid")]
-
-
-def tool(name: str) -> str:
-    """An admin tool by absolute path (``chroot`` lives in /usr/sbin, often off PATH)."""
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin"])
-    found = shutil.which(name, path=path)
-    if found is None:
-        raise RootError(f"{name} is not installed; apt-get install it")
-    return found
 
 
 def _run(cmd: list[str]) -> None:

@@ -213,7 +213,10 @@ class CertificateAuthority:
             x509.BasicConstraints(ca=True, path_length=None), critical=True
         )
         usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
-        return builder.add_extension(usage, critical=True).sign(self._key, hashes.SHA256())
+        builder = builder.add_extension(usage, critical=True).add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False
+        )
+        return builder.sign(self._key, hashes.SHA256())
 
     @property
     def cert_pem(self) -> bytes:
@@ -241,6 +244,11 @@ class CertificateAuthority:
         builder = builder.issuer_name(self._cert.subject).public_key(key.public_key())
         builder = builder.serial_number(x509.random_serial_number())
         builder = builder.add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
+        # Python 3.13's default TLS context is strict (X.509 RFC 5280): it wants the key ids.
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+            critical=False,
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         if hosts:
             builder = builder.add_extension(_subject_alt_names(hosts), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())

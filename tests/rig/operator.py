@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
@@ -30,6 +29,7 @@ import valkey
 from aiobotocore.session import get_session
 
 from agentpersistence.operator import naming
+from rig import waiting
 from rig.dynamodb import DynamoDBLocal, MotoServer
 from rig.kube import KubeControlPlane, free_port
 from rig.valkey import ValkeyProcess
@@ -74,14 +74,7 @@ def unique(prefix: str) -> str:
 
 def eventually(probe: Callable[[], T | None], what: str, timeout: float = POLL_TIMEOUT_S) -> T:
     """Poll ``probe`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+    return waiting.eventually(probe, what, timeout)
 
 
 @dataclass

@@ -43,8 +43,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
+from rig import packages
 from rig.cache import cache_home
-from rig.debian import Bind, DebianRoot, RootError, session
+from rig.debian import PYTHON_SUITES, Bind, DebianRoot, RootError, session
 from rig.dynamodb import cache_dir as dynamodb_local_dir
 from rig.dynamodb import install_dynamodb_local
 
@@ -229,7 +230,7 @@ class SourcePython:
     def _ensure_built(self, say: Say) -> None:
         if self.executable.exists():
             return
-        _apt_install(CPYTHON_BUILD_DEPS, say)
+        packages.ensure(CPYTHON_BUILD_DEPS, say)
         source = _go_module_dir(f"github.com/python/cpython@v{self.release}+incompatible", say)
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.prefix.parent, prefix=".build-") as tmp:
@@ -288,22 +289,6 @@ def _go_module_dir(module: str, say: Say) -> Path:
     if done.returncode != 0:
         raise PythonsError(f"`go mod download {module}` failed:\n{done.stdout}{done.stderr}")
     return Path(json.loads(done.stdout)["Dir"])
-
-
-def _apt_install(packages: Sequence[str], say: Say) -> None:
-    missing = [
-        p for p in packages if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode
-    ]
-    if not missing:
-        return
-    _say(say, f"installing {', '.join(missing)} (apt-get, once)")
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-    ):
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise PythonsError(f"`{' '.join(cmd)}` failed (run as root?): {done.stderr.strip()}")
 
 
 def _run_logged(cmd: list[str], cwd: Path, log: Path, say: Say, what: str) -> None:
@@ -391,12 +376,13 @@ def _digest(names: Sequence[str]) -> str:
 
 PYTHONS: dict[str, Interpreter] = {
     "3.12": SourcePython("3.12", "3.12.14"),
-    "3.13": DebianPython(
-        "3.13", DebianRoot("trixie-python3.13", "trixie", ("python3.13", "python3.13-venv"))
-    ),
-    "3.14": DebianPython(
-        "3.14", DebianRoot("forky-python3.14", "forky", ("python3.14", "python3.14-venv"))
-    ),
+    **{
+        minor: DebianPython(
+            minor,
+            DebianRoot(f"{suite}-python{minor}", suite, (f"python{minor}", f"python{minor}-venv")),
+        )
+        for minor, suite in PYTHON_SUITES.items()
+    },
 }
 
 
@@ -456,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                 _say(print, f"{runner.label}: python {' '.join(command)}")
                 code = runner.run(command)
             outcome = "passed" if code == 0 else f"FAILED (exit {code})"
-        except (PythonsError, RootError) as exc:
+        except (PythonsError, RootError, packages.PackagesError) as exc:
             outcome = f"could not run: {exc}"
         outcomes.append((version, outcome, time.monotonic() - began))
     for version, outcome, seconds in outcomes:

@@ -6,9 +6,10 @@
 #   tests/testenv/build.sh --print-bin-dir  print the directory holding the binaries, build nothing
 #   tests/testenv/build.sh --update-module  rewrite go.mod/go.sum after changing the versions below
 #
-# kube-apiserver, kubectl and etcd are built from the Go module beside this script (go.mod lists
-# them as tools, so go.sum pins every dependency). helm is built with `go install` on its own, so
-# its dependency graph never mixes with Kubernetes' replace lines.
+# kube-apiserver, kubectl, etcd and the node's binaries (kubelet, kube-controller-manager,
+# kube-scheduler, kube-proxy) are built from the Go module beside this script (go.mod lists them
+# as tools, so go.sum pins every dependency). helm and CoreDNS are built with `go install` on
+# their own, so their dependency graphs never mix with Kubernetes' replace lines.
 #
 # Binaries:  ${AGENTPERSISTENCE_CACHE:-$HOME/.cache/agentpersistence}/testenv/<k8s-version>/bin/
 # Go caches: ${AGENTPERSISTENCE_CACHE:-$HOME/.cache/agentpersistence}/go/{mod,build}
@@ -18,6 +19,9 @@ set -euo pipefail
 K8S_VERSION=v1.34.4   # k8s.io/kubernetes; its staging modules are k8s.io/* v0.34.4
 ETCD_VERSION=v3.6.4   # go.etcd.io/etcd/server/v3, the etcd that Kubernetes v1.34 pins
 HELM_VERSION=v3.19.5  # helm.sh/helm/v3, built against k8s.io/* v0.34
+COREDNS_VERSION=v1.12.4  # github.com/coredns/coredns: cluster DNS of the e2e tier's node
+# The control plane of the controlplane tier, then what the e2e tier's node adds.
+BINARIES=(etcd kube-apiserver kubectl helm kubelet kube-controller-manager kube-scheduler kube-proxy coredns)
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${AGENTPERSISTENCE_CACHE:-$HOME/.cache/agentpersistence}"
@@ -59,6 +63,7 @@ stamp_for() {
   digest="$(cat "$HERE/go.mod" "$HERE/go.sum" | sha256sum | cut -c1-16)"
   case "$name" in
     helm) echo "helm $HELM_VERSION $(BUILD_DATE=- helm_ldflags)" ;;
+    coredns) echo "coredns $COREDNS_VERSION -s -w" ;;
     *) echo "$name k8s=$K8S_VERSION etcd=$ETCD_VERSION mod=$digest $(BUILD_DATE=- k8s_ldflags)" ;;
   esac
 }
@@ -99,13 +104,13 @@ build_module_tool() {
   (cd "$HERE" && go build -mod=readonly -trimpath -ldflags "$ldflags" -o "$BIN_DIR/.$name.tmp" "$pkg")
 }
 
-install_helm() {
-  # Chained with && because errexit is off inside with_heartbeat's `"$@" || status=$?`.
-  local gobin="$BIN_DIR/.helm-gobin"
+# `go install` of a module's command on its own, outside the Kubernetes module. Chained with
+# && because errexit is off inside with_heartbeat's `"$@" || status=$?`.
+install_alone() {
+  local name="$1" pkg="$2" ldflags="$3" gobin="$BIN_DIR/.$1-gobin"
   mkdir -p "$gobin" &&
-    (cd "$BIN_DIR" && GOBIN="$gobin" go install -trimpath -ldflags "$(helm_ldflags)" \
-      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") &&
-    mv "$gobin/helm" "$BIN_DIR/.helm.tmp" &&
+    (cd "$BIN_DIR" && GOBIN="$gobin" go install -trimpath -ldflags "$ldflags" "$pkg") &&
+    mv "$gobin/$name" "$BIN_DIR/.$name.tmp" &&
     rmdir "$gobin"
 }
 
@@ -120,7 +125,10 @@ build_one() {
     kube-apiserver) with_heartbeat "$name" build_module_tool "$name" k8s.io/kubernetes/cmd/kube-apiserver "$(k8s_ldflags)" ;;
     kubectl) with_heartbeat "$name" build_module_tool "$name" k8s.io/kubernetes/cmd/kubectl "$(k8s_ldflags)" ;;
     etcd) with_heartbeat "$name" build_module_tool "$name" go.etcd.io/etcd/server/v3 "-s -w" ;;
-    helm) with_heartbeat "$name" install_helm ;;
+    helm) with_heartbeat "$name" install_alone helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$(helm_ldflags)" ;;
+    kubelet | kube-controller-manager | kube-scheduler | kube-proxy)
+      with_heartbeat "$name" build_module_tool "$name" "k8s.io/kubernetes/cmd/$name" "$(k8s_ldflags)" ;;
+    coredns) with_heartbeat "$name" install_alone coredns "github.com/coredns/coredns@$COREDNS_VERSION" "-s -w" ;;
   esac
   mv "$BIN_DIR/.$name.tmp" "$BIN_DIR/$name"
   stamp_for "$name" >"$BIN_DIR/.$name.stamp"
@@ -136,7 +144,7 @@ check_module_versions() {
 
 check_all() {
   local name stale=0
-  for name in etcd kube-apiserver kubectl helm; do
+  for name in "${BINARIES[@]}"; do
     is_fresh "$name" || { log "$name: missing or stale"; stale=1; }
   done
   return "$stale"
@@ -148,8 +156,8 @@ build_all() {
   go_env
   mkdir -p "$BIN_DIR"
   BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  log "Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION -> $BIN_DIR"
-  for name in etcd kube-apiserver kubectl helm; do
+  log "Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION, CoreDNS $COREDNS_VERSION -> $BIN_DIR"
+  for name in "${BINARIES[@]}"; do
     build_one "$name"
   done
   log "done in $((SECONDS - start))s"
@@ -173,7 +181,11 @@ write_go_mod() {
     echo "tool ("
     echo "	go.etcd.io/etcd/server/v3"
     echo "	k8s.io/kubernetes/cmd/kube-apiserver"
+    echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+    echo "	k8s.io/kubernetes/cmd/kube-proxy"
+    echo "	k8s.io/kubernetes/cmd/kube-scheduler"
     echo "	k8s.io/kubernetes/cmd/kubectl"
+    echo "	k8s.io/kubernetes/cmd/kubelet"
     echo ")"
     echo
     echo "require ("

@@ -1,19 +1,28 @@
 """A small agent whose tool call waits for a human, kept by the agentpersistence sidecar.
 
-    python demo/agent.py start THREAD     # run until the agent asks for approval, then exit
-    python demo/agent.py resume THREAD    # a new process: approve, and let the agent finish
-    python demo/agent.py history THREAD   # print every checkpoint of the thread
+    python agent.py start THREAD            # run until the agent asks for approval, then exit
+    python agent.py resume THREAD           # a new process: approve, and let the agent finish
+    python agent.py history THREAD [--json] # print every checkpoint of the thread
+    python agent.py run THREAD              # a pod's main process (examples/agent/Dockerfile)
 
 Each command is its own process with its own ``SidecarSaver()``, which finds the sidecar
 through ``$AGENTPERSISTENCE_SOCKET``: whatever ``resume`` knows, it read from the sidecar.
-The "model" is a stand-in that answers deterministically, so the demo needs no API key.
+``run`` is what a pod runs: it starts the thread, or finds it waiting for approval and
+resumes it (the approval arrived while no pod was up), then reads the thread's checkpoint
+every ``$AGENT_CHECK_SECONDS`` (default 1) until SIGTERM, logging one JSON object per line.
+``make demo`` runs the first three; the cluster tests run the image.
+The "model" is a stand-in that answers deterministically, so the agent needs no API key.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
-from typing import Literal, TypedDict
+import time
+from types import FrameType
+from typing import Any, Literal, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -123,26 +132,89 @@ def resume(config: RunnableConfig) -> None:
             print(describe(message))
 
 
-def history(config: RunnableConfig) -> None:
+def history(config: RunnableConfig, as_json: bool = False) -> None:
     with SidecarSaver() as saver:
         snapshots = list(build(saver).get_state_history(config))
-    print(f"{'step':>4}  {'source':<6}  {'next':<12}  last message")
+    rows = []
     for snapshot in reversed(snapshots):
         meta = snapshot.metadata or {}
         messages = snapshot.values.get("messages", [])
-        last = describe(messages[-1]) if messages else "-"
-        step, source = meta.get("step", ""), meta.get("source", "")
-        waiting = ",".join(snapshot.next) or "-"
-        print(f"{step:>4}  {source:<6}  {waiting:<12}  {shorten(last)}")
+        rows.append(
+            {
+                "step": meta.get("step", ""),
+                "source": meta.get("source", ""),
+                "next": list(snapshot.next),
+                "last": describe(messages[-1]) if messages else "-",
+            }
+        )
+    if as_json:
+        print(json.dumps(rows))
+        return
+    print(f"{'step':>4}  {'source':<6}  {'next':<12}  last message")
+    for row in rows:
+        waiting = ",".join(row["next"]) or "-"
+        print(f"{row['step']:>4}  {row['source']:<6}  {waiting:<12}  {shorten(row['last'])}")
 
 
 def shorten(text: str, width: int = 64) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-COMMANDS = {"start": start, "resume": resume, "history": history}
+def log(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, "pid": os.getpid(), **fields}), flush=True)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    log("stopping", signal=signum)
+    raise SystemExit(0)
+
+
+def run(config: RunnableConfig) -> None:
+    """A pod's life: start or resume the thread, then keep reading its checkpoint."""
+    signal.signal(signal.SIGTERM, _stop)  # as PID 1, Python would ignore it
+    every = float(os.environ.get("AGENT_CHECK_SECONDS", "1"))
+    with SidecarSaver(timeout=float(os.environ.get("AGENT_TIMEOUT_SECONDS", "30"))) as saver:
+        saver.wait_ready(60.0)
+        graph = build(saver)
+        state = graph.get_state(config)
+        if state.interrupts:
+            checkpoint = state.config["configurable"]["checkpoint_id"]
+            log("resuming", checkpoint=checkpoint, waiting_in=state.next[0])
+            out = graph.invoke(Command(resume=Decision(approved=True)), config)
+            log("finished", last=describe(out["messages"][-1]))
+        elif not state.values:
+            out = graph.invoke({"messages": [HumanMessage(REQUEST)]}, config)
+            (question,) = out["__interrupt__"]
+            checkpoint = graph.get_state(config).config["configurable"]["checkpoint_id"]
+            log("interrupted", checkpoint=checkpoint, waiting_for=question.value["tool"])
+        else:
+            log("already finished", last=describe(state.values["messages"][-1]))
+        checks = 0
+        while True:
+            began = time.monotonic()
+            try:
+                saved = saver.get_tuple(config)
+            except Exception as exc:  # logged for whoever watches the pod, then retried
+                log("check failed", n=checks, error=f"{type(exc).__name__}: {exc}")
+            else:
+                checkpoint = saved.config["configurable"]["checkpoint_id"] if saved else None
+                ms = round((time.monotonic() - began) * 1000, 1)
+                log("checked", n=checks, ms=ms, checkpoint=checkpoint)
+            checks += 1
+            time.sleep(every)
+
+
+COMMANDS = {"start": start, "resume": resume, "run": run}
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in COMMANDS:
-        raise SystemExit(f"usage: python demo/agent.py {{{'|'.join(COMMANDS)}}} THREAD")
-    COMMANDS[sys.argv[1]]({"configurable": {"thread_id": sys.argv[2]}})
+    args = sys.argv[1:]
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    if len(args) != 2 or args[0] not in {*COMMANDS, "history"}:
+        names = "|".join([*COMMANDS, "history"])
+        raise SystemExit(f"usage: python agent.py {{{names}}} THREAD [--json]")
+    config: RunnableConfig = {"configurable": {"thread_id": args[1]}}
+    if args[0] == "history":
+        history(config, as_json)
+    else:
+        COMMANDS[args[0]](config)
