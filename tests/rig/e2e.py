@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from rig import cluster, images, waiting
+from rig import cluster, images, packages, waiting
 
 PROVIDER_ENV = "AGENTPERSISTENCE_E2E_PROVIDER"
 KEEP_ENV = "AGENTPERSISTENCE_E2E_KEEP"
@@ -205,8 +205,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if provider_name() == "local":
         say = terminal(session.config)
-        cluster.bin_dir_built(say)
-        images.build(say)
+        try:
+            cluster.bin_dir_built(say)
+            images.build(say)
+        except (cluster.ClusterError, images.ImagesError, packages.PackagesError) as exc:
+            # Not an internal error of pytest: the tests that need the cluster fail with it.
+            say(f"[rig.e2e] the local cluster's parts could not be built: {exc}")
 
 
 # --------------------------------------------------------------------------- providers

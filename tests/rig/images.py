@@ -88,8 +88,9 @@ BASE_ENV = (
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG=C.UTF-8",
 )
-BUILD_PACKAGES = ("buildah", "gcc", "libc6-dev")
-"""What building the images needs from Debian (debootstrap comes with rig.debian)."""
+BUILD_PACKAGES = ("buildah", "runc", "gcc", "libc6-dev")
+"""What building the images needs from Debian (buildah only recommends a runtime for its RUN
+steps; debootstrap comes with rig.debian)."""
 PAUSE_CFLAGS = ("-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror")
 STORAGE_DRIVER = "overlay"
 """buildah's storage driver: overlay works as root on this ext4; vfs would copy every layer."""
@@ -434,22 +435,20 @@ def _copy_tree(source: Path, dest: Path) -> None:
     """``source`` into ``dest`` with owners, modes and xattrs, leaving out :data:`BASE_STRIP`."""
     keep = ["--numeric-owner", "--xattrs", "--xattrs-include=*"]
     excludes = ["--anchored", *(f"--exclude={pattern}" for pattern in BASE_STRIP)]
-    pack = subprocess.Popen(
+    with subprocess.Popen(
         ["tar", "-C", str(source), *keep, *excludes, "-cf", "-", "."],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
-    unpack = subprocess.run(
-        ["tar", "-C", str(dest), *keep, "-xpf", "-"],
-        stdin=pack.stdout,
-        capture_output=True,
-        text=True,
-    )
-    assert pack.stdout is not None
-    assert pack.stderr is not None
-    pack.stdout.close()
-    errors = pack.stderr.read().decode(errors="replace")
-    if pack.wait() != 0 or unpack.returncode != 0:
+    ) as pack:
+        unpack = subprocess.run(
+            ["tar", "-C", str(dest), *keep, "-xpf", "-"],
+            stdin=pack.stdout,
+            capture_output=True,
+            text=True,
+        )
+        assert pack.stderr is not None
+        errors = pack.stderr.read().decode(errors="replace")
+    if pack.returncode != 0 or unpack.returncode != 0:
         raise ImagesError(f"copying {source} into the base image failed: {errors}{unpack.stderr}")
 
 

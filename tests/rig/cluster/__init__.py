@@ -109,12 +109,8 @@ def down(say: Say = print, layout: Layout | None = None) -> list[str]:
 
 
 def is_up(layout: Layout | None = None) -> bool:
-    """Whether a cluster started by ``up`` is running (its API server's pid is alive)."""
-    layout = layout or Layout.default()
-    pid_file = layout.run / "kube-apiserver.pid"
-    with contextlib.suppress(OSError, ValueError):
-        return Path(f"/proc/{int(pid_file.read_text())}").exists()
-    return False
+    """Whether a cluster started by ``up`` is running (one of its components is)."""
+    return bool(components.running_pids(layout or Layout.default()))
 
 
 def _start(layout: Layout, bin_dir: Path, built: list[images.BuiltImage], say: Say) -> None:
@@ -179,15 +175,11 @@ def _teardown(layout: Layout, record: HostRecord | None, say: Say) -> list[str]:
     if left:
         problems.append(f"mounts left under {layout.root}: {', '.join(left)}")
     # The record stays while something could not be undone, so that `down` can try again.
-    for path in (
-        (layout.data, layout.kubeconfig) if left else (layout.data, layout.run, layout.kubeconfig)
-    ):
+    for path in (layout.data, layout.kubeconfig, *(() if problems else (layout.run,))):
         if path.is_dir():
             subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
         elif path.exists():
             path.unlink()
-    if problems and record is not None:
-        record.save(layout)
     note = f"; {dropped} packet(s) from pods tried to leave and were dropped" if dropped else ""
     host.say_host(say, f"cluster down in {time.monotonic() - began:.1f}s{note}")
     for problem in problems:

@@ -55,7 +55,7 @@ def start(layout: Layout, component: Component, timeout: float = READY_TIMEOUT_S
             start_new_session=True,
             env=_env(),
         )
-    (layout.run / f"{component.name}.pid").write_text(str(proc.pid))
+    (layout.run / f"{component.name}.pid").write_text(f"{proc.pid} {component.argv[0]}")
     deadline = time.monotonic() + timeout
     while not component.ready():
         if proc.poll() is not None:
@@ -72,12 +72,16 @@ def start(layout: Layout, component: Component, timeout: float = READY_TIMEOUT_S
 
 
 def running_pids(layout: Layout) -> list[int]:
-    """The pids of the components ``up`` started, newest first."""
+    """The pids of the components ``up`` started and that still run them, newest first (a pid
+    file outlives its process; its pid may since be someone else's)."""
     files = sorted(layout.run.glob("*.pid"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
     pids = []
     for path in files:
         with contextlib.suppress(ValueError, OSError):
-            pids.append(int(path.read_text()))
+            pid, program = path.read_text().split(" ", 1)
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+            if argv0.decode() == program:
+                pids.append(int(pid))
     return pids
 
 
