@@ -18,14 +18,14 @@ STAMP := $(VENV)/.installed
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements/dev.txt requirements/constraints.txt client/pyproject.toml sidecar/pyproject.toml operator/pyproject.toml
+$(STAMP): requirements/dev.txt requirements/constraints.txt client/pyproject.toml sidecar/pyproject.toml operator/pyproject.toml emulator/pyproject.toml
 	@echo "==> building $(VENV) (pip cache: $(PIP_CACHE_DIR))"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -r requirements/dev.txt -c requirements/constraints.txt
 	@touch $@
 
-install: $(STAMP) ## Build .venv with client, sidecar, operator and the test tools (editable)
+install: $(STAMP) ## Build .venv with client, sidecar, operator, emulator and the test tools (editable)
 
 demo: install ## Run an agent interrupted in one process and resumed in another (embedded Valkey + sidecar)
 	@$(PY) demo/run.py
@@ -35,7 +35,7 @@ lint: install ## ruff (lint + format check) and mypy --strict
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@echo "==> mypy --strict"
-	@$(VENV)/bin/mypy client/src sidecar/src operator/src tests bench demo examples
+	@$(VENV)/bin/mypy client/src sidecar/src operator/src emulator/src tests bench demo examples
 
 format: install ## Apply ruff's fixes and formatting
 	@$(VENV)/bin/ruff check --fix .
@@ -76,4 +76,4 @@ bench: install ## Latency against in-process peers, on this Python and on 3.13 (
 	@PYTHONPATH=tests $(PY) -m rig.pythons bench --python 3.13 -- $(BENCH_ARGS)
 
 clean: ## Remove .venv and build litter (the download cache stays)
-	rm -rf $(VENV) .mypy_cache .ruff_cache client/src/*.egg-info sidecar/src/*.egg-info operator/src/*.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache client/src/*.egg-info sidecar/src/*.egg-info operator/src/*.egg-info emulator/src/*.egg-info

@@ -7,7 +7,9 @@ modules is two fixtures, and would start its server twice.
 import pytest
 
 from rig import e2e, kube
+from rig.agentcore import agentcore_backend, agentcore_sidecar
 from rig.dynamodb import aws_endpoints, aws_env, dynamodb_local, dynamodb_sidecar, moto_s3
+from rig.emulator import agentcore_emulator
 from rig.kube import kube_control_plane, testenv_bin_dir
 from rig.sidecar import any_sidecar, memory_sidecar, sidecar_factory, valkey_sidecar
 from rig.store import (
@@ -30,6 +32,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 __all__ = [
     "admin",
+    "agentcore_backend",
+    "agentcore_emulator",
+    "agentcore_sidecar",
     "any_sidecar",
     "aws_endpoints",
     "aws_env",

@@ -157,3 +157,30 @@ def test_interrupt_two_subgraphs_deep_is_resumed_through_a_new_saver(
 
     assert final["steps"] == ["before", "after:lgtm"]
     assert calls == {"before": 1, "prepare": 2, "ask": 2}
+
+
+def test_a_thread_of_a_named_actor_reads_its_subgraphs_and_time_travels_on_that_actor(
+    new_saver: SaverFactory, thread: RunnableConfig
+) -> None:
+    """``configurable.actor_id`` scopes threads on agentcore-memory (other backends ignore
+    it). LangGraph reads subgraph state with configs that drop it; those reads, and the
+    configs handed back for time travel, must stay on the actor."""
+    calls: Counter[str] = Counter()
+    owned: RunnableConfig = {"configurable": {**thread["configurable"], "actor_id": "user-42"}}
+    parent_graph(new_saver(), calls).invoke({"request": "ship"}, owned)
+
+    second = parent_graph(new_saver(), calls)
+    parent = second.get_state(owned, subgraphs=True)
+    assert parent.config["configurable"]["actor_id"] == "user-42"
+    child = only_subgraph_state(parent)
+    assert child.values == {"request": "ship", "trail": ["prepare"]}
+    assert [i.value for i in child.interrupts] == ["approve ship?"]
+
+    final = second.invoke(Command(resume="yes"), owned)
+    assert final["steps"] == ["before", "after:yes"]
+
+    history = list(second.get_state_history(owned))
+    first_step = next(s for s in history if s.metadata and s.metadata["step"] == 0)
+    assert first_step.config["configurable"]["actor_id"] == "user-42"
+    replayed = second.invoke(None, first_step.config)  # from the start of the same thread
+    assert [i.value for i in replayed["__interrupt__"]] == ["approve ship?"]

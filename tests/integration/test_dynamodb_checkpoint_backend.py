@@ -28,8 +28,9 @@ from langgraph.graph import END, START, StateGraph
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol.errors import BackendUnavailable, RequestRejected
+from agentpersistence.sidecar.backends import aws as errors
 from agentpersistence.sidecar.backends.base import CheckpointBackend
-from agentpersistence.sidecar.backends.dynamodb import errors, schema
+from agentpersistence.sidecar.backends.dynamodb import schema
 from agentpersistence.sidecar.backends.dynamodb.checkpoint import DynamoDBCheckpointBackend
 from agentpersistence.sidecar.backends.dynamodb.payloads import Item, item_size
 from agentpersistence.sidecar.backends.memory.checkpoint import MemoryCheckpointBackend

@@ -46,7 +46,7 @@ def test_requests_retrying_cannot_fix_are_terminal(code: str, status: int) -> No
         ("ThrottlingException", 400, "Throttled"),
         ("ProvisionedThroughputExceededException", 400, "Throttled"),
         ("SlowDown", 503, "Throttled"),
-        ("ThrottledException", 429, "ThrottledException"),
+        ("ThrottledException", 429, "Throttled"),  # AgentCore's throttling code
         ("ResourceInUseException", 400, "ResourceInUseException"),
         ("OperationAborted", 409, "OperationAborted"),
         ("InternalServerError", 500, "InternalServerError"),

@@ -1,7 +1,7 @@
 """The operator on a real API server provisions, keeps and releases the storage a CR describes.
 
-Backends: DynamoDB Local (table), moto (S3 bucket, AgentCore control plane), Valkey with
-RediSearch (the store's index). One ``AgentPersistence`` with every kind of storage goes
+Backends: DynamoDB Local (table), moto (S3 bucket), the AgentCore emulator (memories), Valkey
+with RediSearch (the store's index). One ``AgentPersistence`` with every kind of storage goes
 through its life in order: Ready with outputs, the storage as the backends define it, a
 second reconcile that changes nothing, drift reported then repaired, deletion with
 ``Retain``. Other tests cover ``Delete`` (with an adopted table) and a terminal error.
@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 import yaml
 from botocore.exceptions import ClientError
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import empty_checkpoint
 
+from agentpersistence.client import SidecarSaver
 from agentpersistence.operator import naming
 from agentpersistence.sidecar.backends.dynamodb import schema as dynamodb_schema
 from agentpersistence.sidecar.backends.valkey import store_schema
 from agentpersistence.sidecar.settings import ValkeyStoreSettings, parse_config
-from rig.operator import Backends, Cluster, aws_clients, eventually, ft_info
+from rig.operator import REGION, Backends, Cluster, aws_clients, eventually, ft_info
 from rig.operator import unique as unique_name
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.usefixtures("operator")]
@@ -360,3 +363,39 @@ async def test_a_table_with_other_keys_is_a_terminal_error_and_is_never_deleted(
     assert await table_exists(backends, names.table)  # never adopted: never deleted
     retained = [e["message"] for e in cluster.events(names.resource) if e["reason"] == "Retained"]
     assert retained == [f"Retained DynamoDB table {names.table} (never provisioned or adopted)"]
+
+
+# --------------------------------------------------------------------------- agentcore-memory
+
+
+def test_a_checkpointer_on_the_provisioned_memory_gets_its_id_and_serves(
+    cluster: Cluster, backends: Backends, sidecar_factory: Any
+) -> None:
+    """``checkpointer.backend: agentcore-memory`` without a memoryId: the operator names the
+    memory it provisioned in the ConfigMap, and a sidecar started on that file serves."""
+    names = Names.fresh()
+    spec = {
+        "deletionPolicy": "Delete",
+        "checkpointer": {"backend": "agentcore-memory"},
+        "agentcoreMemory": {"name": names.memory},
+    }
+    cluster.apply(manifest(cluster.namespace, names.resource, spec))
+    cluster.wait_condition(names.resource, "Ready", "True")
+    outputs = cluster.must_get(names.resource)["status"]["outputs"]
+    configmap = cluster.configmap(naming.sidecar_configmap(names.resource))
+    assert configmap is not None
+    config = yaml.safe_load(configmap["data"][naming.CONFIG_KEY])
+    block = config["checkpointer"]["agentcoreMemory"]
+    assert block["memoryId"] == outputs["memoryId"]
+    assert block["region"] == REGION
+
+    sidecar = sidecar_factory(config, env=backends.env())
+    with SidecarSaver(sidecar.socket) as saver:
+        thread: RunnableConfig = {"configurable": {"thread_id": "t-1", "checkpoint_ns": ""}}
+        stored = saver.put(thread, empty_checkpoint(), {"step": 0}, {})
+        found = saver.get_tuple(thread)
+    assert found is not None
+    assert found.config == stored
+
+    cluster.delete(names.resource)
+    cluster.wait_gone(names.resource)

@@ -18,7 +18,6 @@ the ``dynamodb`` backend with S3 offload, started with ``--provision``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from rig.aws import local_env
 from rig.cache import cache_home
 from rig.sidecar import SidecarProcess
 from rig.valkey import LOOPBACK, free_port
@@ -198,17 +198,12 @@ class AwsEndpoints:
 
     def env(self) -> dict[str, str]:
         """Variables pointing the standard AWS chain at the local servers."""
-        return {
-            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
-            "AWS_ENDPOINT_URL_S3": self.s3_url,
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        }
+        return local_env(
+            {
+                "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
+                "AWS_ENDPOINT_URL_S3": self.s3_url,
+            }
+        )
 
 
 def _reporter_say(config: pytest.Config) -> Say:

@@ -1,9 +1,10 @@
-"""The operator on the real control plane, against DynamoDB Local, moto and Valkey+RediSearch.
+"""The operator on the real control plane, against DynamoDB Local, moto, the AgentCore
+emulator and Valkey+RediSearch.
 
 ``operator`` (module) runs ``agentpersistence-operator --no-webhook`` as a subprocess,
 exactly as in production but for its environment: the admin kubeconfig, one namespace
-(:data:`OPERATOR_NAMESPACE` per module), AWS endpoints at the local servers (moto serves S3
-and the AgentCore control plane), dummy credentials, and a drift check every
+(:data:`OPERATOR_NAMESPACE` per module), AWS endpoints at the local servers (moto serves S3,
+the project's emulator AgentCore Memory), dummy credentials, and a drift check every
 :data:`DRIFT_INTERVAL_S` seconds. ``crd`` (session) applies the committed CRD. Tests poll for
 conditions and events (:class:`Cluster`), never sleep blindly. :func:`aws_clients` opens
 typed aiobotocore clients on the same endpoints, and :func:`ft_info` reads a search index, for
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -30,7 +30,9 @@ from aiobotocore.session import get_session
 
 from agentpersistence.operator import naming
 from rig import waiting
+from rig.aws import local_env
 from rig.dynamodb import DynamoDBLocal, MotoServer
+from rig.emulator import EmulatorProcess
 from rig.kube import KubeControlPlane, free_port
 from rig.valkey import ValkeyProcess
 
@@ -152,23 +154,21 @@ class Backends:
     """Where the operator's (and the tests') clients find AWS and Valkey."""
 
     aws_url: str
-    """moto: S3 and the AgentCore control plane."""
+    """moto: S3."""
     dynamodb_url: str
     valkey_url: str
+    agentcore_url: str
+    """The AgentCore emulator: control and data plane."""
 
     def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
-            "AWS_ENDPOINT_URL_S3": self.aws_url,
-            "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL": self.aws_url,
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        }
+        return local_env(
+            {
+                "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
+                "AWS_ENDPOINT_URL_S3": self.aws_url,
+                "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL": self.agentcore_url,
+                "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE": self.agentcore_url,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ async def aws_clients(backends: Backends) -> AsyncIterator[AwsClients]:
         session.create_client("dynamodb", endpoint_url=backends.dynamodb_url, **kwargs) as ddb,
         session.create_client("s3", endpoint_url=backends.aws_url, **kwargs) as s3,
         session.create_client(
-            "bedrock-agentcore-control", endpoint_url=backends.aws_url, **kwargs
+            "bedrock-agentcore-control", endpoint_url=backends.agentcore_url, **kwargs
         ) as agentcore,
     ):
         yield AwsClients(ddb, s3, agentcore)
@@ -210,9 +210,17 @@ def ft_info(url: str, index: str) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="session")
 def backends(
-    dynamodb_local: DynamoDBLocal, moto_s3: MotoServer, valkey_search_server: ValkeyProcess
+    dynamodb_local: DynamoDBLocal,
+    moto_s3: MotoServer,
+    valkey_search_server: ValkeyProcess,
+    agentcore_emulator: EmulatorProcess,
 ) -> Backends:
-    return Backends(moto_s3.endpoint_url, dynamodb_local.endpoint_url, valkey_search_server.url)
+    return Backends(
+        moto_s3.endpoint_url,
+        dynamodb_local.endpoint_url,
+        valkey_search_server.url,
+        agentcore_emulator.endpoint_url,
+    )
 
 
 @pytest.fixture(scope="session")

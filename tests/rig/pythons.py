@@ -63,9 +63,10 @@ VENV_INPUTS = (
     "client/pyproject.toml",
     "sidecar/pyproject.toml",
     "operator/pyproject.toml",
+    "emulator/pyproject.toml",
 )
 PIP_REQUIREMENTS = ("-r", "requirements/dev.txt", "-c", "requirements/constraints.txt")
-EDITABLE = ("./client", "./sidecar", "./operator")
+EDITABLE = ("./client", "./sidecar", "./operator", "./emulator")
 PASS_THROUGH = ("TERM", "COLUMNS", "NO_COLOR", "FORCE_COLOR", "CI", "PYTEST_ADDOPTS")
 BUILD_TIMEOUT_S = 1800.0
 PROGRESS_EVERY_S = 60.0

@@ -132,6 +132,7 @@ SIDECAR_FIXTURES = {
     "memory": "memory_sidecar",
     "valkey": "valkey_sidecar",
     "dynamodb": "dynamodb_sidecar",  # tests/rig/dynamodb.py
+    "agentcore-memory": "agentcore_sidecar",  # tests/rig/agentcore.py
 }
 
 

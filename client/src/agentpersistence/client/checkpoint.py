@@ -12,6 +12,7 @@ import dataclasses
 import json
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -35,6 +36,9 @@ from .protocol import routes
 from .protocol.errors import RequestRejected
 
 _PAGE = 100
+
+_last_actor: ContextVar[tuple[str, str] | None] = ContextVar("agentpersistence_actor", default=None)
+"""``(thread_id, actor_id)`` of the last read that named an actor, in this context."""
 
 
 class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
@@ -63,8 +67,9 @@ class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
     # --- sync API ------------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        resp = self._call(routes.CHECKPOINT_GET_TUPLE, _get_request(config))
-        return None if resp.record is None else self._tuple(resp.record)
+        request = _get_request(config)
+        resp = self._call(routes.CHECKPOINT_GET_TUPLE, request)
+        return None if resp.record is None else self._tuple(resp.record, request.actor_id)
 
     def list(
         self,
@@ -79,7 +84,7 @@ class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
         while request is not None:
             page = self._call(routes.CHECKPOINT_LIST, request)
             for record in page.records:
-                yield self._tuple(record)
+                yield self._tuple(record, request.actor_id)
             request, remaining = _next_page(request, page, remaining)
 
     def put(
@@ -91,7 +96,7 @@ class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         request = self._put_request(config, checkpoint, metadata)
         self._call(routes.CHECKPOINT_PUT, request)
-        return _stored_config(request.record)
+        return _stored_config(request)
 
     def put_writes(
         self,
@@ -122,8 +127,9 @@ class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
     # --- async API -----------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        resp = await self._acall(routes.CHECKPOINT_GET_TUPLE, _get_request(config))
-        return None if resp.record is None else self._tuple(resp.record)
+        request = _get_request(config)
+        resp = await self._acall(routes.CHECKPOINT_GET_TUPLE, request)
+        return None if resp.record is None else self._tuple(resp.record, request.actor_id)
 
     async def alist(
         self,
@@ -138,7 +144,7 @@ class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
         while request is not None:
             page = await self._acall(routes.CHECKPOINT_LIST, request)
             for record in page.records:
-                yield self._tuple(record)
+                yield self._tuple(record, request.actor_id)
             request, remaining = _next_page(request, page, remaining)
 
     async def aput(
@@ -150,7 +156,7 @@ class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         request = self._put_request(config, checkpoint, metadata)
         await self._acall(routes.CHECKPOINT_PUT, request)
-        return _stored_config(request.record)
+        return _stored_config(request)
 
     async def aput_writes(
         self,
@@ -208,7 +214,8 @@ class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
             checkpoint=data,
             metadata=json_bytes(meta, "checkpoint metadata"),
         )
-        return m.PutRequest(record, run_id if isinstance(run_id, str) else None)
+        run = run_id if isinstance(run_id, str) else None
+        return m.PutRequest(record, run, _actor(config, record.thread_id, remember=False))
 
     def _writes_request(
         self,
@@ -223,40 +230,46 @@ class SidecarSaver(SidecarConnection, BaseCheckpointSaver[str]):
             kind, data = self.serde.dumps_typed(value)
             idx = WRITES_IDX_MAP.get(channel, i)
             items.append(m.PendingWrite(task_id, idx, channel, kind, data, task_path))
+        thread_id = _thread_id(conf["thread_id"])
         return m.PutWritesRequest(
-            thread_id=_thread_id(conf["thread_id"]),
+            thread_id=thread_id,
             checkpoint_ns=conf.get("checkpoint_ns", ""),
             checkpoint_id=conf["checkpoint_id"],
             writes=items,
+            actor_id=_actor(config, thread_id, remember=False),
         )
 
-    def _tuple(self, record: m.CheckpointRecord) -> CheckpointTuple:
+    def _tuple(self, record: m.CheckpointRecord, actor_id: str | None) -> CheckpointTuple:
         loads = self.serde.loads_typed
         writes = sorted(record.writes, key=lambda w: writes_sort_key(w.task_path, w.task_id, w.idx))
         parent = record.parent_checkpoint_id
+        thread, ns = record.thread_id, record.checkpoint_ns
         return CheckpointTuple(
-            config=_config(record.thread_id, record.checkpoint_ns, record.checkpoint_id),
+            config=_config(thread, ns, record.checkpoint_id, actor_id),
             checkpoint=loads((record.type, record.checkpoint)),
             metadata=json.loads(record.metadata),
-            parent_config=_config(record.thread_id, record.checkpoint_ns, parent)
-            if parent
-            else None,
+            parent_config=_config(thread, ns, parent, actor_id) if parent else None,
             pending_writes=[(w.task_id, w.channel, loads((w.type, w.value))) for w in writes],
         )
 
 
-def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
-    return {
-        "configurable": {
-            "thread_id": thread_id,
-            "checkpoint_ns": checkpoint_ns,
-            "checkpoint_id": checkpoint_id,
-        }
+def _config(
+    thread_id: str, checkpoint_ns: str, checkpoint_id: str, actor_id: str | None
+) -> RunnableConfig:
+    """A checkpoint's config; it keeps the actor, so resuming from it stays on that actor."""
+    configurable = {
+        "thread_id": thread_id,
+        "checkpoint_ns": checkpoint_ns,
+        "checkpoint_id": checkpoint_id,
     }
+    if actor_id is not None:
+        configurable["actor_id"] = actor_id
+    return {"configurable": configurable}
 
 
-def _stored_config(record: m.CheckpointRecord) -> RunnableConfig:
-    return _config(record.thread_id, record.checkpoint_ns, record.checkpoint_id)
+def _stored_config(request: m.PutRequest) -> RunnableConfig:
+    record = request.record
+    return _config(record.thread_id, record.checkpoint_ns, record.checkpoint_id, request.actor_id)
 
 
 def _thread_id(value: object) -> str:
@@ -267,12 +280,39 @@ def _thread_id(value: object) -> str:
     raise RequestRejected(f"thread_id must be a string, got {type(value).__name__}")
 
 
+def _actor(config: RunnableConfig, thread_id: str, *, remember: bool) -> str | None:
+    """The thread's actor: ``configurable.actor_id``, else (for a subgraph read) the actor of
+    this context's last read of the same thread, else None (the backend's default).
+
+    LangGraph builds the configs of subgraph state reads (``get_state(subgraphs=True)``) from
+    ``thread_id`` and ``checkpoint_ns`` alone, dropping ``actor_id``; inheriting it from the
+    parent read that just happened in the same context keeps such reads on the right actor.
+    Writes and root reads never inherit.
+    """
+    conf = config["configurable"]
+    actor = conf.get("actor_id")
+    if actor is not None:
+        if not isinstance(actor, str) or not actor:
+            raise RequestRejected(
+                f"configurable.actor_id must be a non-empty string, got {actor!r}"
+            )
+        if remember:
+            _last_actor.set((thread_id, actor))
+        return actor
+    last = _last_actor.get()
+    if remember and conf.get("checkpoint_ns") and last is not None and last[0] == thread_id:
+        return last[1]
+    return None
+
+
 def _get_request(config: RunnableConfig) -> m.GetTupleRequest:
     conf = config["configurable"]
+    thread_id = _thread_id(conf["thread_id"])
     return m.GetTupleRequest(
-        thread_id=_thread_id(conf["thread_id"]),
+        thread_id=thread_id,
         checkpoint_ns=conf.get("checkpoint_ns", ""),
         checkpoint_id=get_checkpoint_id(config),
+        actor_id=_actor(config, thread_id, remember=True),
     )
 
 
@@ -285,13 +325,15 @@ def _list_request(
     if limit is not None and limit <= 0:
         return None
     conf = config["configurable"] if config else {}
+    thread_id = _thread_id(conf["thread_id"]) if "thread_id" in conf else None
     return m.ListRequest(
-        thread_id=_thread_id(conf["thread_id"]) if "thread_id" in conf else None,
+        thread_id=thread_id,
         checkpoint_ns=conf.get("checkpoint_ns"),
         checkpoint_id=conf.get("checkpoint_id"),
         before_id=get_checkpoint_id(before) if before else None,
         filter=json_bytes(filter, "a list filter") if filter else None,
         limit=min(limit, _PAGE) if limit is not None else _PAGE,
+        actor_id=_actor(config, thread_id, remember=True) if config and thread_id else None,
     )
 
 

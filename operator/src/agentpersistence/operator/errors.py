@@ -26,7 +26,7 @@ from kopf._cogs.clients import errors as kube_errors
 from valkey import exceptions as vx
 
 from agentpersistence.client.protocol.errors import BackendUnavailable, SidecarError
-from agentpersistence.sidecar.backends.dynamodb import errors as aws_codes
+from agentpersistence.sidecar.backends import aws as aws_codes
 from agentpersistence.sidecar.backends.valkey import errors as valkey_errors
 
 MAX_DETAIL = 300

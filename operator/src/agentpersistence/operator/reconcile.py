@@ -109,16 +109,26 @@ class Drift:
 
 @contextlib.asynccontextmanager
 async def planned(
-    spec: AgentPersistenceSpec, target: Target, context: Context
+    spec: AgentPersistenceSpec, target: Target, context: Context, provisioned: Outputs
 ) -> AsyncIterator[list[Resource[Any]]]:
-    """The resources ``spec`` describes, in creation order; connections closed on exit."""
+    """The resources ``spec`` describes, in creation order; connections closed on exit.
+
+    ``provisioned`` is what the ConfigMap reads the memory's ARN from: the outputs a pass
+    fills in as it goes, or the status's for passes that only read.
+    """
     async with contextlib.AsyncExitStack() as stack:
         resources: list[Resource[Any]] = []
         resources += await _dynamodb(spec, context)
         resources += await _valkey(spec, stack)
         resources += await _agentcore(spec, target, context)
         resources.append(
-            SidecarConfigMap(spec, target.owner, settings=context.settings, logger=context.logger)
+            SidecarConfigMap(
+                spec,
+                target.owner,
+                provisioned=provisioned,
+                settings=context.settings,
+                logger=context.logger,
+            )
         )
         yield resources
 
@@ -185,7 +195,7 @@ async def apply(
     """
     changes: list[Change] = []
     outputs = progress if progress is not None else Outputs()
-    async with planned(spec, target, context) as resources:
+    async with planned(spec, target, context, outputs) as resources:
         for resource in resources:
             change, produced = await sync(resource, target.outputs)
             outputs.update(produced)
@@ -219,7 +229,7 @@ async def observe(spec: AgentPersistenceSpec, target: Target, context: Context) 
     """Read every resource; how they depart from the spec (nothing is changed)."""
     differences: list[str] = []
     missing = False
-    async with planned(spec, target, context) as resources:
+    async with planned(spec, target, context, target.outputs) as resources:
         for resource in resources:
             observed = await resource.read()
             if observed is None:
@@ -243,7 +253,7 @@ async def release(spec: AgentPersistenceSpec, target: Target, context: Context) 
     deleted: list[str] = []
     retained: list[str] = []
     known = named(target.outputs)
-    async with planned(spec, target, context) as resources:
+    async with planned(spec, target, context, target.outputs) as resources:
         for resource in reversed(resources):
             key, value = resource.claim
             claimed = known.get(key) == value

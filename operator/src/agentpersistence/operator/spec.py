@@ -7,16 +7,16 @@ sidecar gets AWS credentials) and ``agentcoreMemory``. The CRD's schema is gener
 this model (:mod:`.crd`) and the ConfigMap the sidecar reads is :func:`sidecar_config` of it,
 so the resource, the operator and the sidecar cannot disagree on a field.
 
-AgentCore Memory is an operator-level block, not a ``checkpointer.backend``: this release's
-sidecar has no AgentCore backend, so the operator provisions the memory (for agents that call
-AgentCore directly, and for the sidecar backend to come) and reports its id in the status.
+``agentcoreMemory`` makes the operator provision a Bedrock AgentCore Memory. A block on
+``backend: agentcore-memory`` that names no ``memoryId`` uses that memory: the operator writes
+its id (and region) into the sidecar's ConfigMap once the memory is ``ACTIVE``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from agentpersistence.sidecar.settings import SidecarConfig, describe_errors
 
@@ -65,8 +65,8 @@ class SidecarContainer(_Block):
 class AgentCoreMemorySpec(_Block):
     """A Bedrock AgentCore Memory the operator provisions (its id appears in the status).
 
-    The sidecar has no AgentCore Memory backend in this release: agents use the memory
-    through the AgentCore API directly, with the id from ``status.outputs.memoryId``.
+    Blocks on ``backend: agentcore-memory`` without a ``memoryId`` use it; agents may also
+    call AgentCore directly with the id from ``status.outputs.memoryId``.
     """
 
     name: str = Field(
@@ -111,9 +111,21 @@ class AgentPersistenceSpec(SidecarConfig):
     )
     agentcore_memory: AgentCoreMemorySpec | None = Field(
         default=None,
-        description="Provision a Bedrock AgentCore Memory as well (operator only: not a "
-        "sidecar backend in this release).",
+        description="Provision a Bedrock AgentCore Memory. A checkpointer on backend "
+        "agentcore-memory without a memoryId uses it.",
     )
+
+    @model_validator(mode="after")
+    def _memories_named(self) -> AgentPersistenceSpec:
+        """Replaces the sidecar's rule: the operator names the memory it provisions."""
+        if self.agentcore_memory is None:
+            for block in self.unnamed_memories():
+                raise ValueError(
+                    f"{block}.backend 'agentcore-memory' needs a memory: set "
+                    f"{block}.agentcoreMemory.memoryId, or add spec.agentcoreMemory for the "
+                    "operator to provision one"
+                )
+        return self
 
 
 def parse_spec(data: Any) -> AgentPersistenceSpec:
@@ -124,8 +136,26 @@ def parse_spec(data: Any) -> AgentPersistenceSpec:
         raise InvalidSpec(describe_errors(exc, "spec.")) from None
 
 
-def sidecar_config(spec: AgentPersistenceSpec) -> dict[str, Any]:
-    """The sidecar's config file for this spec: its blocks, camelCase, unset fields left out."""
-    config = SidecarConfig.model_validate(spec.model_dump(include=set(SIDECAR_FIELDS)))
+class MemoryPending(Exception):
+    """The spec's blocks need the provisioned memory, whose id is not known yet."""
+
+
+def sidecar_config(spec: AgentPersistenceSpec, memory_arn: str | None = None) -> dict[str, Any]:
+    """The sidecar's config file for this spec: its blocks, camelCase, unset fields left out.
+
+    Blocks on ``agentcore-memory`` without a ``memoryId`` get the provisioned memory's id and
+    (unless they set one) its region, both read from ``memory_arn``
+    (``arn:<partition>:bedrock-agentcore:<region>:<account>:memory/<id>``).
+    """
+    blocks = spec.model_dump(include=set(SIDECAR_FIELDS))
+    for name in spec.unnamed_memories():
+        if memory_arn is None:
+            raise MemoryPending(f"{name} waits for the AgentCore Memory to be provisioned")
+        region, memory_id = memory_arn.split(":")[3], memory_arn.rsplit("/", 1)[-1]
+        settings = blocks[name].get("agentcore_memory") or {}
+        settings["memory_id"] = memory_id
+        settings["region"] = settings.get("region") or region
+        blocks[name]["agentcore_memory"] = settings
+    config = SidecarConfig.model_validate(blocks)
     dumped: dict[str, Any] = config.model_dump(by_alias=True, exclude_none=True, mode="json")
     return dumped

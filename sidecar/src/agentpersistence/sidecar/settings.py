@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-CheckpointBackendName = Literal["memory", "valkey", "dynamodb"]
+CheckpointBackendName = Literal["memory", "valkey", "dynamodb", "agentcore-memory"]
 
 
 class ConfigError(Exception):
@@ -82,7 +82,29 @@ class CompressionSettings(_Model):
     level: int = Field(default=6, ge=1, le=9, description="gzip level: 1 fastest, 9 smallest.")
 
 
-class DynamoDBSettings(_Model):
+class AwsClientSettings(_Model):
+    """How a backend talks to AWS. Endpoints and credentials come from the standard chain
+    (``AWS_ENDPOINT_URL_<SERVICE>``, web identity, pod or instance roles, ...)."""
+
+    region: str | None = Field(
+        default=None, description="AWS region; default: AWS_REGION, then the AWS config chain."
+    )
+    max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=20,
+        description="Attempts per AWS call (botocore's adaptive retries: throttling, 5xx).",
+    )
+    connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Seconds to open a connection to AWS."
+    )
+    read_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for an answer from AWS."
+    )
+    max_connections: int = Field(default=64, gt=0, description="HTTP connections per client.")
+
+
+class DynamoDBSettings(AwsClientSettings):
     """Checkpoints in a DynamoDB table, large payloads in S3. Endpoints, region and
     credentials come from the standard AWS chain (``AWS_REGION``,
     ``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_S3``, ...)."""
@@ -104,22 +126,34 @@ class DynamoDBSettings(_Model):
         description="Every item (and S3 object, by lifecycle) expires this long after its "
         "write; unset keeps them.",
     )
-    region: str | None = Field(
-        default=None, description="AWS region; default: AWS_REGION, then the AWS config chain."
+
+
+MEMORY_ID_PATTERN = (
+    r"^(arn:(aws|aws-cn|aws-us-gov):bedrock-agentcore:[a-z0-9-]+:[0-9]{12}:memory/)?"
+    r"[a-zA-Z][a-zA-Z0-9-_]{0,99}-[a-zA-Z0-9]{10}$"
+)
+ACTOR_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9-_/]*(?::[a-zA-Z0-9-_/]+)*[a-zA-Z0-9-_/]*$"
+
+
+class AgentCoreMemorySettings(AwsClientSettings):
+    """Checkpoints as events of a Bedrock AgentCore Memory (``AWS_ENDPOINT_URL_BEDROCK_AGENTCORE``
+    overrides the endpoint). A thread is a session of an actor: ``configurable.actor_id``, else
+    ``defaultActorId``."""
+
+    memory_id: str | None = Field(
+        default=None,
+        pattern=MEMORY_ID_PATTERN,
+        description="The memory's id or ARN. Required in a sidecar config file; in an "
+        "AgentPersistence, leave it unset to use the memory the operator provisions from "
+        "spec.agentcoreMemory.",
     )
-    max_attempts: int = Field(
-        default=8,
-        ge=1,
-        le=20,
-        description="Attempts per AWS call (botocore's adaptive retries: throttling, 5xx).",
+    default_actor_id: str = Field(
+        default="agentpersistence",
+        min_length=1,
+        max_length=255,
+        pattern=ACTOR_ID_PATTERN,
+        description="The actorId of threads whose config carries no configurable.actor_id.",
     )
-    connect_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="Seconds to open a connection to DynamoDB or S3."
-    )
-    read_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="Seconds to wait for an answer from DynamoDB or S3."
-    )
-    max_connections: int = Field(default=64, gt=0, description="HTTP connections per client.")
 
 
 class CheckpointerConfig(_Model):
@@ -127,23 +161,13 @@ class CheckpointerConfig(_Model):
     memory: MemorySettings | None = Field(default=None, description="No settings; for tests.")
     valkey: ValkeySettings | None = Field(default=None, description="For backend: valkey.")
     dynamodb: DynamoDBSettings | None = Field(default=None, description="For backend: dynamodb.")
+    agentcore_memory: AgentCoreMemorySettings | None = Field(
+        default=None, description="For backend: agentcore-memory."
+    )
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> CheckpointerConfig:
-        names = ("memory", "valkey", "dynamodb")
-        blocks = {name for name in names if getattr(self, name) is not None}
-        extra = blocks - {self.backend}
-        if extra:
-            raise ValueError(
-                f"backend is {self.backend!r} but settings are given for {sorted(extra)}; "
-                "keep only the block of the chosen backend"
-            )
-        if self.backend == "valkey" and self.valkey is None:
-            raise ValueError("backend 'valkey' needs a 'valkey' block with at least 'url'")
-        if self.backend == "dynamodb" and self.dynamodb is None:
-            raise ValueError(
-                "backend 'dynamodb' needs a 'dynamodb' block with at least 'tableName'"
-            )
+        _check_blocks(self)
         return self
 
 
@@ -218,7 +242,7 @@ class StoreConfig(_Model):
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> StoreConfig:
-        _check_blocks(self, ("memory", "valkey"))
+        _check_blocks(self)
         return self
 
 
@@ -238,22 +262,38 @@ class CacheConfig(_Model):
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> CacheConfig:
-        _check_blocks(self, ("memory", "valkey"))
+        _check_blocks(self)
         return self
 
 
-def _check_blocks(config: BaseModel, names: tuple[str, ...]) -> None:
+BLOCKLESS = frozenset({"memory", "agentcore-memory"})
+"""Backends whose settings block may be left out (agentcore-memory: the operator fills in the
+memory it provisions; a sidecar config file must name one, see ``SidecarConfig``)."""
+
+
+def block_name(backend: str) -> str:
+    """The field of a backend's settings block: ``agentcore-memory`` -> ``agentcore_memory``."""
+    return backend.replace("-", "_")
+
+
+def _check_blocks(config: BaseModel) -> None:
+    """Exactly the chosen backend's block (when it needs one), no other backend's."""
     backend: str = getattr(config, "backend")  # noqa: B009 -- any block model
-    given = {name for name in names if getattr(config, name) is not None}
-    extra = given - {backend}
+    blocks = [name for name in type(config).model_fields if name not in ("backend", "index")]
+    given = {name for name in blocks if getattr(config, name) is not None}
+    extra = given - {block_name(backend)}
     if extra:
+        camel = sorted(to_camel(name) for name in extra)
         raise ValueError(
-            f"backend is {backend!r} but settings are given for {sorted(extra)}; "
+            f"backend is {backend!r} but settings are given for {camel}; "
             "keep only the block of the chosen backend"
         )
-    field = type(config).model_fields.get(backend)
-    if backend != "memory" and field is not None and getattr(config, backend) is None:
-        raise ValueError(f"backend {backend!r} needs a {backend!r} block with its settings")
+    if backend not in BLOCKLESS and getattr(config, block_name(backend)) is None:
+        required = {"valkey": "url", "dynamodb": "tableName"}.get(backend, "its settings")
+        raise ValueError(
+            f"backend {backend!r} needs a {to_camel(block_name(backend))!r} block with at "
+            f"least {required!r}"
+        )
 
 
 class SidecarConfig(_Model):
@@ -272,6 +312,25 @@ class SidecarConfig(_Model):
         if self.checkpointer is None and self.store is None and self.cache is None:
             raise ValueError("configure at least one block: checkpointer, store or cache")
         return self
+
+    @model_validator(mode="after")
+    def _memories_named(self) -> SidecarConfig:
+        for block in self.unnamed_memories():
+            raise ValueError(
+                f"{block}.backend 'agentcore-memory' needs {block}.agentcoreMemory.memoryId"
+            )
+        return self
+
+    def unnamed_memories(self) -> list[str]:
+        """The blocks on ``agentcore-memory`` that name no memory id."""
+        unnamed = []
+        for name in ("checkpointer",):
+            block = getattr(self, name)
+            if block is not None and block.backend == "agentcore-memory":
+                settings = block.agentcore_memory
+                if settings is None or settings.memory_id is None:
+                    unnamed.append(name)
+        return unnamed
 
 
 def describe_errors(exc: ValidationError, prefix: str = "") -> str:

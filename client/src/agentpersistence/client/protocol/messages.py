@@ -59,6 +59,9 @@ class GetTupleRequest:
     checkpoint_ns: str = ""
     checkpoint_id: str | None = None
     """None asks for the latest checkpoint of the namespace."""
+    actor_id: str | None = None
+    """``configurable.actor_id``: whose thread it is, for backends that scope threads by
+    actor (agentcore-memory); the others ignore it. None: the backend's default actor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ class ListRequest:
     """Most records in this page (1..1000)."""
     cursor: bytes | None = None
     """Opaque; pass back the ``cursor`` of the previous page to continue."""
+    actor_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,7 @@ class PutRequest:
     record: CheckpointRecord
     run_id: str | None = None
     """The run that wrote the checkpoint (from its metadata), for ``delete_for_runs``."""
+    actor_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ class PutWritesRequest:
     checkpoint_ns: str
     checkpoint_id: str
     writes: list[PendingWrite]
+    actor_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from agentpersistence.sidecar.backends.dynamodb import errors as aws_codes
+from agentpersistence.sidecar.backends import aws as aws_codes
 
 from .. import errors
 from ..bodies import Outputs

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from agentpersistence.sidecar.backends.dynamodb import errors as aws_codes
+from agentpersistence.sidecar.backends import aws as aws_codes
 from agentpersistence.sidecar.backends.dynamodb import provisioning, schema
 
 from .. import errors

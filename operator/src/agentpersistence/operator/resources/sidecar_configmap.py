@@ -1,10 +1,11 @@
 """The ConfigMap ``<name>-sidecar-config``: the sidecar's config file, resolved from the spec.
 
 One key, ``sidecar.yaml``: the spec's ``checkpointer``/``store``/``cache`` blocks with every
-default filled in (:func:`..spec.sidecar_config`), the file the injected sidecar reads with
-``--config``. The resource owns it (controller owner reference), so Kubernetes' garbage
-collector removes it with the resource; the delete handler removes it too, whatever the
-deletion policy (it holds configuration, not data).
+default filled in, and the provisioned AgentCore Memory's id where a block uses it
+(:func:`..spec.sidecar_config`): the file the injected sidecar reads with ``--config``.
+The resource owns it (controller owner reference), so Kubernetes' garbage collector removes
+it with the resource; the delete handler removes it too, whatever the deletion policy (it
+holds configuration, not data).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 import kopf
 import yaml
 
-from .. import kube, naming
+from .. import errors, kube, naming
 from ..bodies import ConfigMap, Outputs, OwnerReference
-from ..spec import AgentPersistenceSpec, sidecar_config
+from ..spec import AgentPersistenceSpec, MemoryPending, sidecar_config
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class Owner:
     uid: str
 
 
-def render(spec: AgentPersistenceSpec, owner: Owner) -> ConfigMap:
-    """The ConfigMap for this spec (pure)."""
+def render(spec: AgentPersistenceSpec, owner: Owner, memory_arn: str | None = None) -> ConfigMap:
+    """The ConfigMap for this spec, naming the provisioned memory ``memory_arn`` (pure)."""
     reference: OwnerReference = {
         "apiVersion": naming.API_VERSION,
         "kind": naming.KIND,
@@ -38,7 +39,7 @@ def render(spec: AgentPersistenceSpec, owner: Owner) -> ConfigMap:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-    text = yaml.safe_dump(sidecar_config(spec), sort_keys=False)
+    text = yaml.safe_dump(sidecar_config(spec, memory_arn), sort_keys=False)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -63,17 +64,22 @@ class ConfigMapState:
 
 
 class SidecarConfigMap:
+    """``provisioned`` holds the outputs of the resources synced before this one (the
+    memory's ARN among them); the body is rendered from it when needed."""
+
     def __init__(
         self,
         spec: AgentPersistenceSpec,
         owner: Owner,
         *,
+        provisioned: Outputs,
         settings: kopf.OperatorSettings,
         logger: kube.Logger,
     ) -> None:
-        self.body = render(spec, owner)
+        self.spec = spec
+        self.provisioned = provisioned
         self.owner = owner
-        self.name = self.body["metadata"]["name"]
+        self.name = naming.sidecar_configmap(owner.name)
         self.path = kube.configmap_path(owner.namespace, self.name)
         self.settings = settings
         self.logger = logger
@@ -84,9 +90,20 @@ class SidecarConfigMap:
         found = await kube.read(self.path, settings=self.settings, logger=self.logger)
         return None if found is None else self._state(found)
 
+    @property
+    def body(self) -> ConfigMap:
+        try:
+            return render(self.spec, self.owner, self.provisioned.get("memoryArn"))
+        except MemoryPending as exc:
+            raise errors.Retryable(str(exc), reason="Creating") from None
+
     def delta(self, observed: ConfigMapState) -> list[str]:
         problems = []
-        if observed.data != self.body["data"]:
+        try:
+            body = self.body
+        except errors.Retryable as exc:
+            return [str(exc)]
+        if observed.data != body["data"]:
             problems.append(f"{self.description} holds another sidecar config")
         if not observed.owned:
             problems.append(f"{self.description} is not owned by {self.owner.name}")

@@ -26,6 +26,11 @@ def checkpoint_backend(config: CheckpointerConfig) -> CheckpointBackend:
 
         assert config.dynamodb is not None  # enforced by the settings model
         return DynamoDBCheckpointBackend(config.dynamodb)
+    if config.backend == "agentcore-memory":
+        from .agentcore_memory.checkpoint import AgentCoreMemoryCheckpointBackend
+
+        assert config.agentcore_memory is not None  # enforced by SidecarConfig
+        return AgentCoreMemoryCheckpointBackend(config.agentcore_memory)
     raise AssertionError(f"unhandled backend {config.backend!r}")  # the model rejects others
 
 

@@ -28,8 +28,8 @@ from agentpersistence.client.protocol import rules
 from agentpersistence.client.protocol.errors import SidecarError
 
 from ...settings import DynamoDBSettings
+from .. import aws
 from ..base import CheckpointBackend
-from . import clients as clients_module
 from . import provisioning, records, schema
 from .clients import Clients
 from .payloads import Item, Payloads
@@ -70,7 +70,7 @@ class DynamoDBCheckpointBackend(CheckpointBackend):
         with self.clients.table():
             await provisioning.ensure_table(self.clients.dynamodb, self.settings.table_name)
         if self.settings.s3_offload is not None:
-            region = clients_module.region(self.settings) or self.clients.s3.meta.region_name
+            region = aws.region(self.settings) or self.clients.s3.meta.region_name
             with self.clients.bucket():
                 await provisioning.ensure_bucket(
                     self.clients.s3, self.settings.s3_offload, self.ttl, region

@@ -5,45 +5,28 @@ Endpoints and credentials come from the standard AWS chain (``AWS_ENDPOINT_URL_D
 from the settings, else ``AWS_REGION``, else the chain. Throttling and 5xx answers are retried
 by botocore's *adaptive* retry mode (which also rate-limits the client while throttled), not
 by loops here. Every call goes through :meth:`Clients.table` or :meth:`Clients.bucket`, which
-translate whatever the call raises with :func:`.errors.translate`.
+translate whatever the call raises with :func:`..aws.translate`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from agentpersistence.client.protocol.errors import SidecarError
 
 from ...settings import DynamoDBSettings
-from . import errors
+from ..aws import client_config, region, translated
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
 
 log = logging.getLogger("agentpersistence.sidecar.dynamodb")
-
-
-def client_config(settings: DynamoDBSettings) -> AioConfig:
-    """Retries (adaptive mode), timeouts and pool size shared by both clients."""
-    return AioConfig(
-        retries={"mode": "adaptive", "total_max_attempts": settings.max_attempts},
-        connect_timeout=settings.connect_timeout_seconds,
-        read_timeout=settings.read_timeout_seconds,
-        max_pool_connections=settings.max_connections,
-    )
-
-
-def region(settings: DynamoDBSettings) -> str | None:
-    """The configured region, else ``AWS_REGION``; None leaves it to botocore's chain."""
-    return settings.region or os.environ.get("AWS_REGION") or None
 
 
 class Clients:
@@ -107,18 +90,10 @@ class Clients:
     @contextlib.contextmanager
     def table(self) -> Iterator[None]:
         """Translate what a DynamoDB call raises (callers catch expected errors inside)."""
-        with _translated(self.where_table):
+        with translated(self.where_table):
             yield
 
     @contextlib.contextmanager
     def bucket(self) -> Iterator[None]:
-        with _translated(self.where_bucket):
+        with translated(self.where_bucket):
             yield
-
-
-@contextlib.contextmanager
-def _translated(where: str) -> Iterator[None]:
-    try:
-        yield
-    except errors.FAILURES as exc:
-        raise errors.translate(exc, where) from None

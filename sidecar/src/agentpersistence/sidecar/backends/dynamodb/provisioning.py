@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from ...settings import S3OffloadSettings
-from . import errors, schema
+from .. import aws as errors
+from . import schema
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

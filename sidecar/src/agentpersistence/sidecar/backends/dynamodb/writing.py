@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 
 from agentpersistence.client.protocol.errors import BackendUnavailable
 
-from . import errors, schema
+from .. import aws as errors
+from . import schema
 from .clients import Clients
 from .payloads import Item, item_size
 

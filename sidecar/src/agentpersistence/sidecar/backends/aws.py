@@ -1,8 +1,9 @@
-"""The one mapping from botocore's (and aiohttp's) exceptions to the protocol's errors.
+"""What every AWS backend shares: client settings, and the one mapping from botocore's (and
+aiohttp's) exceptions to the protocol's errors.
 
 Unreachable endpoints, missing credentials, throttling that outlasted botocore's retries,
-5xx answers and missing tables or buckets become ``BackendUnavailable``: the sidecar is fine,
-its storage is not (yet). Requests DynamoDB or S3 refuse as invalid become
+5xx answers and missing tables, buckets or memories become ``BackendUnavailable``: the sidecar
+is fine, its storage is not (yet). Requests AWS refuses as invalid become
 ``RequestRejected``. Anything else is a bug here and becomes an internal ``SidecarError``.
 Messages name the service, the resource and the AWS error code; they are cut short and never
 include request parameters (so no payloads).
@@ -11,8 +12,12 @@ include request parameters (so no payloads).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
 
 import aiohttp
+from aiobotocore.config import AioConfig
 from botocore import exceptions as bx
 
 from agentpersistence.client.protocol.errors import (
@@ -21,12 +26,15 @@ from agentpersistence.client.protocol.errors import (
     SidecarError,
 )
 
+from ..settings import AwsClientSettings
+
 _MAX_DETAIL = 200
 
 THROTTLING = frozenset(
     {
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
+        "ThrottledException",
         "Throttling",
         "RequestLimitExceeded",
         "SlowDown",
@@ -101,7 +109,7 @@ def _client_error(exc: bx.ClientError, where: str) -> SidecarError:
     if code in THROTTLING:
         return BackendUnavailable(
             f"{where} is throttling requests ({code}) beyond botocore's retries; "
-            "retry later or raise the table's capacity"
+            "retry later, or raise its capacity or quota"
         )
     if code in _MISSING or status == 404:
         return BackendUnavailable(
@@ -120,3 +128,28 @@ def _client_error(exc: bx.ClientError, where: str) -> SidecarError:
 def _detail(exc: BaseException | str) -> str:
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."
+
+
+def client_config(settings: AwsClientSettings) -> AioConfig:
+    """Retries (botocore's adaptive mode: throttling and 5xx, rate-limited while throttled),
+    timeouts and pool size of a backend's clients."""
+    return AioConfig(
+        retries={"mode": "adaptive", "total_max_attempts": settings.max_attempts},
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        max_pool_connections=settings.max_connections,
+    )
+
+
+def region(settings: AwsClientSettings) -> str | None:
+    """The configured region, else ``AWS_REGION``; None leaves it to botocore's chain."""
+    return settings.region or os.environ.get("AWS_REGION") or None
+
+
+@contextlib.contextmanager
+def translated(where: str) -> Iterator[None]:
+    """Raise what a call to ``where`` raises as the protocol's error (see :func:`translate`)."""
+    try:
+        yield
+    except FAILURES as exc:
+        raise translate(exc, where) from None
