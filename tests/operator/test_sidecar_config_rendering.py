@@ -8,7 +8,7 @@ import yaml
 
 from agentpersistence.operator import naming
 from agentpersistence.operator.resources.sidecar_configmap import Owner, render
-from agentpersistence.operator.spec import InvalidSpec, parse_spec, sidecar_config
+from agentpersistence.operator.spec import InvalidSpec, MemoryPending, parse_spec, sidecar_config
 from agentpersistence.sidecar.settings import SidecarConfig, parse_config
 
 OWNER = Owner("agents", "support", "0b1e7a4c-0000-4000-8000-000000000001")
@@ -84,3 +84,35 @@ def test_the_sidecars_own_validation_applies_to_the_spec() -> None:
         parse_spec({"deletionPolicy": "Retain"})
     with pytest.raises(InvalidSpec, match=r"spec\.agentcoreMemory\.eventExpiryDays"):
         parse_spec(SPEC | {"agentcoreMemory": {"name": "m", "eventExpiryDays": 1}})
+
+
+MEMORY_ARN = "arn:aws:bedrock-agentcore:eu-west-1:123456789012:memory/support_memory-a1B2c3D4e5"
+
+
+def test_a_store_on_agentcore_memory_without_a_memory_id_gets_the_provisioned_one() -> None:
+    """The store block, like the checkpointer's, names the memory the operator provisions;
+    its own settings are kept, and a block that names a memory keeps it."""
+    spec = parse_spec(
+        SPEC
+        | {
+            "store": {
+                "backend": "agentcore-memory",
+                "agentcoreMemory": {"mode": "records", "maxScan": 500},
+            }
+        }
+    )
+    assert spec.unnamed_memories() == ["store"]
+    with pytest.raises(MemoryPending, match="store waits for the AgentCore Memory"):
+        sidecar_config(spec)
+    block = sidecar_config(spec, MEMORY_ARN)["store"]["agentcoreMemory"]
+    assert (block["memoryId"], block["region"]) == ("support_memory-a1B2c3D4e5", "eu-west-1")
+    assert (block["mode"], block["maxScan"]) == ("records", 500)
+    no_block = parse_spec(SPEC | {"store": {"backend": "agentcore-memory"}})
+    store = sidecar_config(no_block, MEMORY_ARN)["store"]
+    assert store["agentcoreMemory"]["memoryId"] == "support_memory-a1B2c3D4e5"
+    named = {"backend": "agentcore-memory", "agentcoreMemory": {"memoryId": "other-0123456789"}}
+    kept = sidecar_config(parse_spec(SPEC | {"store": named}), MEMORY_ARN)["store"]
+    assert kept["agentcoreMemory"]["memoryId"] == "other-0123456789"
+    without_memory = {k: v for k, v in SPEC.items() if k != "agentcoreMemory"}
+    with pytest.raises(InvalidSpec, match=r"store\.agentcoreMemory\.memoryId"):
+        parse_spec(without_memory | {"store": {"backend": "agentcore-memory"}})

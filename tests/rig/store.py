@@ -5,11 +5,17 @@ Backends under test (``STORE_BACKENDS``):
 - ``memory``: the sidecar's in-process dictionaries;
 - ``valkey-search``: Valkey with the RediSearch module loaded, so vector search runs in an
   HNSW index (``FT.SEARCH ... KNN``);
-- ``valkey-exact``: plain Valkey, without a search module: the sidecar's exact-search fallback.
+- ``valkey-exact``: plain Valkey, without a search module: the sidecar's exact-search fallback;
+- ``agentcore-memory``: memory records of an AgentCore Memory on the project's emulator
+  (``rig.emulator``), a memory of its own per sidecar, with the memory cache backend beside
+  it. It ranks queries with AgentCore's retrieval (the emulator's text stand-in), not with the
+  agent's vectors, and has no TTLs: tests that assert either say so for this backend
+  (``RANKS_ITSELF``, ``NO_TTL``).
 
 ``store_sidecar`` runs a test once per backend on a session-scoped sidecar configured with
-``store`` and ``cache`` blocks (index of ``DIFF_DIMS`` dimensions). The sidecars are shared by
-the whole session, so every test writes under namespaces of its own (``unique_label``).
+``store`` and ``cache`` blocks (index of ``DIFF_DIMS`` dimensions, except on agentcore-memory,
+which takes no index). The sidecars are shared by the whole session, so every test writes
+under namespaces of its own (``unique_label``).
 Tests that need other index settings (dimensions, distance, HNSW parameters) or an empty
 store start sidecars of their own with ``store_sidecar_factory``: on Valkey each gets its own
 key prefix, hence its own keys and its own search index, on the session's servers.
@@ -30,19 +36,25 @@ from typing import Any
 
 import pytest
 
+from rig.emulator import EmulatorProcess, unique_name
 from rig.sidecar import SidecarProcess
 from rig.valkey import ValkeyProcess, search_module_path, start_valkey
 
 __all__ = [
     "DIFF_DIMS",
+    "NO_TTL",
+    "RANKS_ITSELF",
     "STORE_BACKENDS",
     "StoreSidecar",
     "StoreSidecarFactory",
+    "agentcore_store_config",
+    "start_agentcore_store_sidecar",
     "start_store_sidecar",
     "store_cache_config",
     "store_exact_valkey",
     "store_search_valkey",
     "store_sidecar",
+    "store_sidecar_agentcore_memory",
     "store_sidecar_factory",
     "store_sidecar_memory",
     "store_sidecar_valkey_exact",
@@ -50,7 +62,14 @@ __all__ = [
     "unique_label",
 ]
 
-STORE_BACKENDS = ("memory", "valkey-search", "valkey-exact")
+STORE_BACKENDS = ("memory", "valkey-search", "valkey-exact", "agentcore-memory")
+RANKS_ITSELF = frozenset({"agentcore-memory"})
+"""Backends whose searches with a query are ranked by the storage service itself (AgentCore's
+semantic retrieval: the emulator's stand-in here), not by the agent's vectors: see the
+README's agentcore-memory section. Tests of vector-ranked order and scores skip them, and
+``tests/integration/test_agentcore_store_backend.py`` shows what they do instead."""
+NO_TTL = frozenset({"agentcore-memory"})
+"""Backends that refuse puts with a TTL (AgentCore expires records only in whole days)."""
 DIFF_DIMS = 8
 """Dimensions of the session sidecars' index: small, for the differential suite."""
 
@@ -63,6 +82,8 @@ class StoreSidecar:
     process: SidecarProcess
     key_prefix: str
     """On Valkey, the prefix of the store's keys and of its search index."""
+    memory_id: str = ""
+    """On agentcore-memory, the emulator's memory holding the store's records."""
 
     @property
     def socket(self) -> str:
@@ -106,12 +127,31 @@ def start_store_sidecar(
     On Valkey, a new ``key_prefix`` (the default) means empty keys and a search index of its
     own; a sidecar given another one's prefix serves the same store (and adopts its index).
     """
+    workdir = Path(tempfile.mkdtemp(prefix="ap-store-sidecar-"))
+    if backend == "agentcore-memory":
+        emulator: EmulatorProcess = request.getfixturevalue("agentcore_emulator")
+        return start_agentcore_store_sidecar(emulator, workdir)
     url = _server_url(backend, request)
     prefix = key_prefix or f"ap-{uuid.uuid4().hex[:8]}"
     config = store_cache_config(url, index=index, key_prefix=prefix)
     args = [] if url is None else ["--provision"]
-    workdir = Path(tempfile.mkdtemp(prefix="ap-store-sidecar-"))
     return StoreSidecar(backend, SidecarProcess(config, workdir, args).start(), prefix)
+
+
+def agentcore_store_config(memory_id: str, **settings: Any) -> dict[str, Any]:
+    """A store on an AgentCore memory (no index: AgentCore ranks), the memory cache beside."""
+    block = {"memoryId": memory_id, **settings}
+    return {
+        "store": {"backend": "agentcore-memory", "agentcoreMemory": block},
+        "cache": {"backend": "memory"},
+    }
+
+
+def start_agentcore_store_sidecar(emulator: EmulatorProcess, workdir: Path) -> StoreSidecar:
+    """A sidecar on a new memory of ``emulator`` (so an empty store); the caller stops it."""
+    memory_id = emulator.create_active_memory(unique_name("store"))
+    process = SidecarProcess(agentcore_store_config(memory_id), workdir, [], emulator.env())
+    return StoreSidecar("agentcore-memory", process.start(), "", memory_id)
 
 
 def _server_url(backend: str, request: pytest.FixtureRequest) -> str | None:
@@ -162,6 +202,14 @@ def store_sidecar_valkey_search(request: pytest.FixtureRequest) -> Iterator[Stor
 @pytest.fixture(scope="session")
 def store_sidecar_valkey_exact(request: pytest.FixtureRequest) -> Iterator[StoreSidecar]:
     yield from _session_sidecar("valkey-exact", request)
+
+
+@pytest.fixture(scope="session")
+def store_sidecar_agentcore_memory(agentcore_emulator: EmulatorProcess) -> Iterator[StoreSidecar]:
+    workdir = Path(tempfile.mkdtemp(prefix="ap-store-sidecar-"))
+    sidecar = start_agentcore_store_sidecar(agentcore_emulator, workdir)
+    yield sidecar
+    sidecar.process.stop()
 
 
 @pytest.fixture(params=STORE_BACKENDS)

@@ -39,6 +39,14 @@ does): the generator does not produce it.
 Scores are compared within ``SCORE_TOLERANCE``. Equal scores may come back in any order, so
 a page is correct when its scores match the expected page's position by position and each
 item carries its own expected score.
+
+A store whose backend ranks queries itself (``ranked_by_backend``: agentcore-memory, whose
+ranking is AgentCore's semantic retrieval, documented in the README) cannot match the
+reference's vector scores. Its searches *with a query* are held to what does not depend on
+the ranking (:func:`backend_ranked_problems`): at most ``limit`` items, no duplicates, each
+an item the reference holds under the prefix and matching the filter, with its current
+value, each scored, best first. Everything else (gets, listings, searches without a query)
+is compared exactly, as for every backend.
 """
 
 from __future__ import annotations
@@ -260,6 +268,8 @@ class Differential:
 
     ours: BaseStore
     reference: Reference
+    ranked_by_backend: bool = False
+    """Searches with a query are ranked by the backend, not by vectors (see the module)."""
     differences: list[str] = field(default_factory=list)
     batches: int = 0
     ops: int = 0
@@ -310,7 +320,9 @@ class Differential:
             return
         for i, (op, want, got) in enumerate(zip(ops, expected, actual, strict=True)):
             self.coverage.update(_covered(op, want))
-            for problem in _problems(op, want, got):
+            ranked_elsewhere = self.ranked_by_backend and isinstance(op, SearchOp) and op.query
+            problems = backend_ranked_problems if ranked_elsewhere else _problems
+            for problem in problems(op, want, got):
                 self.differences.append(f"{where} op {i} {describe(op)}: {problem}")
 
 
@@ -345,6 +357,33 @@ def _problems(op: Op, want: Expected, got: Result) -> list[str]:
     if not isinstance(got, list):
         return [f"a search answered {got!r}"]
     return search_problems(want, [g for g in got if isinstance(g, SearchItem)])
+
+
+def backend_ranked_problems(op: Op, want: Expected, got: Result) -> list[str]:
+    """A search with a query on a backend that ranks by itself: no order or score is
+    expected, only items that belong in the answer (see the module docstring)."""
+    assert isinstance(op, SearchOp)
+    assert isinstance(want, ExpectedSearch)
+    if not isinstance(got, list):
+        return [f"a search answered {got!r}"]
+    found = [g for g in got if isinstance(g, SearchItem)]
+    problems = []
+    if len(found) > op.limit:
+        problems.append(f"{len(found)} items for limit {op.limit}")
+    idents = [(tuple(g.namespace), g.key) for g in found]
+    if len(set(idents)) != len(idents):
+        problems.append(f"duplicate items in a page: {idents}")
+    for position, (g, ident) in enumerate(zip(found, idents, strict=True)):
+        if ident not in want.values:
+            problems.append(f"#{position}: {_brief(g)} is not an item matching the search")
+        elif g.value != want.values[ident]:
+            problems.append(f"#{position}: value {g.value} != {want.values[ident]}")
+    scores = [g.score for g in found]
+    if any(s is None for s in scores):
+        problems.append(f"unscored items in a ranked page: {[_brief(g) for g in found]}")
+    elif scores != sorted(scores, reverse=True):  # type: ignore[type-var]
+        problems.append(f"scores not best first: {scores}")
+    return problems
 
 
 def _get_problems(want: Expected, got: Result) -> list[str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from langgraph.store.base import BaseStore, TTLConfig
 
 from agentpersistence.client import SidecarStore
-from rig.store import StoreSidecar, unique_label
+from agentpersistence.client.protocol.errors import RequestRejected
+from rig.store import NO_TTL, StoreSidecar, unique_label
 from store.differential import index_config
 
 TTL_SECONDS = 1.5
@@ -33,7 +35,22 @@ def test_supports_ttl() -> None:
     assert SidecarStore.supports_ttl is True
 
 
+def refuses_ttls(sidecar: StoreSidecar) -> bool:
+    """On a backend without TTLs (README: agentcore-memory), a put with one is refused."""
+    if sidecar.backend not in NO_TTL:
+        return False
+    with SidecarStore(sidecar.socket, ttl={"default_ttl": TTL_MINUTES}) as store:
+        with pytest.raises(RequestRejected, match="does not support TTLs"):
+            store.put((unique_label("ttl"),), "k", {"v": 1})
+        with pytest.raises(RequestRejected, match="does not support TTLs"):
+            store.put((unique_label("ttl"),), "k", {"v": 1}, ttl=60)
+        store.put((unique_label("ttl"),), "k", {"v": 1}, ttl=None)  # explicitly none: stored
+    return True
+
+
 def test_items_expire_and_reads_refresh_them(store_sidecar: StoreSidecar) -> None:
+    if refuses_ttls(store_sidecar):
+        return
     root = unique_label("ttl")
     refreshing: TTLConfig = {"default_ttl": TTL_MINUTES, "refresh_on_read": True}
     plain: TTLConfig = {"default_ttl": TTL_MINUTES, "refresh_on_read": False}
@@ -97,6 +114,8 @@ def test_items_expire_and_reads_refresh_them(store_sidecar: StoreSidecar) -> Non
 
 
 async def test_async_ttl(store_sidecar: StoreSidecar) -> None:
+    if await asyncio.to_thread(refuses_ttls, store_sidecar):
+        return
     root = unique_label("ttl-async")
     ttl: TTLConfig = {"default_ttl": TTL_MINUTES, "refresh_on_read": True}
     async with SidecarStore(store_sidecar.socket, ttl=ttl) as store:

@@ -18,6 +18,32 @@ def test_valkey_block_in_camel_case() -> None:
     assert config.checkpointer.valkey.ttl_seconds == 60
 
 
+MEMORY_ID = "support_memory-a1B2c3D4e5"
+AGENTCORE_STORE = {"backend": "agentcore-memory", "agentcoreMemory": {"memoryId": MEMORY_ID}}
+
+
+def agentcore_store(**settings: object) -> dict[str, object]:
+    block = {"memoryId": MEMORY_ID, **settings}
+    return {"store": {"backend": "agentcore-memory", "agentcoreMemory": block}}
+
+
+def test_agentcore_memory_store_block() -> None:
+    config = parse_config({"store": AGENTCORE_STORE, "cache": {"backend": "memory"}})
+    assert config.store is not None
+    settings = config.store.agentcore_memory
+    assert settings is not None
+    assert (settings.memory_id, settings.mode, settings.max_scan) == (MEMORY_ID, "records", 10_000)
+    template = "/strategies/{memoryStrategyId}/actors/{actorId}/sessions/{sessionId}"
+    conversational = parse_config(
+        agentcore_store(
+            mode="conversational", namespaceTemplate=template, memoryStrategyId="sums-a1B2c3D4e5"
+        )
+    )
+    assert conversational.store is not None
+    assert conversational.store.agentcore_memory is not None
+    assert conversational.store.agentcore_memory.namespace_template == template
+
+
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
@@ -34,6 +60,36 @@ def test_valkey_block_in_camel_case() -> None:
             "ttlSeconds",
         ),
         ({"checkpointers": {}}, "checkpointers"),
+        ({"store": {"backend": "agentcore-memory"}}, "store.agentcoreMemory.memoryId"),
+        (
+            {"store": {"backend": "agentcore-memory", "agentcoreMemory": {"memoryId": None}}},
+            "store.agentcoreMemory.memoryId",
+        ),
+        (
+            {"store": {**AGENTCORE_STORE, "index": {"dims": 8}}},
+            "AgentCore's own semantic retrieval: remove the index block",
+        ),
+        (agentcore_store(mode="conversational"), "needs namespaceTemplate"),
+        (
+            agentcore_store(mode="conversational", namespaceTemplate="/users/facts"),
+            "must contain {actorId}",
+        ),
+        (
+            agentcore_store(mode="conversational", namespaceTemplate="/t/{tenant}/{actorId}"),
+            "the store fills only",
+        ),
+        (
+            agentcore_store(mode="conversational", namespaceTemplate="/s/{sessionId}/{actorId}"),
+            "before {actorId}",
+        ),
+        (
+            agentcore_store(
+                mode="conversational", namespaceTemplate="/s/{memoryStrategyId}/{actorId}"
+            ),
+            "before {actorId}",
+        ),
+        (agentcore_store(maxScan=0), "maxScan"),
+        (agentcore_store(mode="graph"), "mode"),
     ],
 )
 def test_invalid_configs_name_the_problem(data: object, fragment: str) -> None:

@@ -7,7 +7,8 @@ sidecar gets AWS credentials) and ``agentcoreMemory``. The CRD's schema is gener
 this model (:mod:`.crd`) and the ConfigMap the sidecar reads is :func:`sidecar_config` of it,
 so the resource, the operator and the sidecar cannot disagree on a field.
 
-``agentcoreMemory`` makes the operator provision a Bedrock AgentCore Memory. A block on
+``agentcoreMemory`` makes the operator provision a Bedrock AgentCore Memory. A checkpointer or
+store block on
 ``backend: agentcore-memory`` that names no ``memoryId`` uses that memory: the operator writes
 its id (and region) into the sidecar's ConfigMap once the memory is ``ACTIVE``.
 """
@@ -111,8 +112,8 @@ class AgentPersistenceSpec(SidecarConfig):
     )
     agentcore_memory: AgentCoreMemorySpec | None = Field(
         default=None,
-        description="Provision a Bedrock AgentCore Memory. A checkpointer on backend "
-        "agentcore-memory without a memoryId uses it.",
+        description="Provision a Bedrock AgentCore Memory. A checkpointer or store on "
+        "backend agentcore-memory without a memoryId uses it.",
     )
 
     @model_validator(mode="after")

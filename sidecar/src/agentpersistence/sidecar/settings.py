@@ -12,6 +12,7 @@ in the Kubernetes resource::
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,7 +172,7 @@ class CheckpointerConfig(_Model):
         return self
 
 
-StoreBackendName = Literal["memory", "valkey"]
+StoreBackendName = Literal["memory", "valkey", "agentcore-memory"]
 CacheBackendName = Literal["memory", "valkey"]
 
 
@@ -232,10 +233,96 @@ class ValkeyStoreSettings(_Model):
     )
 
 
+STORE_TEMPLATE_VARIABLES = ("actorId", "sessionId", "memoryStrategyId")
+"""The namespace-template variables a conversational store understands."""
+_TEMPLATE_VARIABLE = re.compile(r"\{([^{}]*)\}")
+
+
+class AgentCoreMemoryStoreSettings(AgentCoreMemorySettings):
+    """Long-term memory in a Bedrock AgentCore Memory. ``records`` mode: each item is one
+    memory record, searched with AgentCore's semantic retrieval. ``conversational`` mode:
+    puts of messages become conversational events, searches read the records the memory's
+    strategies extract from them."""
+
+    default_actor_id: str = Field(
+        default="agentpersistence",
+        min_length=1,
+        max_length=255,
+        pattern=ACTOR_ID_PATTERN,
+        description="Not used by the store (in conversational mode the actor is the "
+        "namespace's first label); accepted so one block can serve checkpointer and store.",
+    )
+    mode: Literal["records", "conversational"] = Field(
+        default="records",
+        description="records: put/get/search items as memory records (one record per item). "
+        "conversational: put {'messages': [{'role', 'content'}]} values as conversational "
+        "events (actor: the namespace's first label; session: the key), and search the "
+        "records the memory's strategies extract from them (namespaceTemplate).",
+    )
+    max_scan: int = Field(
+        default=10_000,
+        gt=0,
+        description="Most memory records one search or namespace listing examines in the "
+        "sidecar (listings, searches without a query, filters): past it the request is "
+        "refused, naming this setting. Also caps the records a search with a query and a "
+        "filter asks AgentCore for (at most 100, RetrieveMemoryRecords' topK limit).",
+    )
+    namespace_template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="conversational mode (required there): the namespace template of the "
+        "memory strategy whose extracted records searches read, as given to CreateMemory, "
+        "e.g. /users/{actorId}/facts. Variables: {actorId} (required), {sessionId} (after "
+        "{actorId}), {memoryStrategyId} (before {actorId} only with memoryStrategyId set).",
+    )
+    memory_strategy_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9-_]*$",
+        description="conversational mode: the strategy whose records searches read; fills "
+        "{memoryStrategyId} in namespaceTemplate. Unset: records of every strategy under the "
+        "template.",
+    )
+
+    @model_validator(mode="after")
+    def _conversational_template(self) -> AgentCoreMemoryStoreSettings:
+        if self.mode == "records":
+            return self
+        template = self.namespace_template
+        if template is None:
+            raise ValueError(
+                "mode 'conversational' needs namespaceTemplate: the namespace template of "
+                "the memory strategy whose records searches read, e.g. /users/{actorId}/facts"
+            )
+        found = _TEMPLATE_VARIABLE.findall(template)
+        unknown = sorted(set(found) - set(STORE_TEMPLATE_VARIABLES))
+        if unknown:
+            known = ", ".join("{" + name + "}" for name in STORE_TEMPLATE_VARIABLES)
+            raise ValueError(f"namespaceTemplate names {unknown}; the store fills only {known}")
+        if "actorId" not in found:
+            raise ValueError("namespaceTemplate must contain {actorId}")
+        before = found[: found.index("actorId")]
+        if "sessionId" in before or ("memoryStrategyId" in before and not self.memory_strategy_id):
+            raise ValueError(
+                "namespaceTemplate must not need {sessionId}, or {memoryStrategyId} without "
+                "memoryStrategyId set, before {actorId}: a search of one actor's records "
+                "would cover every actor's"
+            )
+        return self
+
+
 class StoreConfig(_Model):
     backend: StoreBackendName = Field(description="Where long-term memory items are stored.")
     memory: MemorySettings | None = Field(default=None, description="No settings; for tests.")
     valkey: ValkeyStoreSettings | None = Field(default=None, description="For backend: valkey.")
+    agentcore_memory: AgentCoreMemoryStoreSettings | None = Field(
+        default=None,
+        description="For backend: agentcore-memory. In an AgentPersistence, a block without "
+        "memoryId (or no block) uses the memory the operator provisions from "
+        "spec.agentcoreMemory.",
+    )
     index: IndexSettings | None = Field(
         default=None, description="Vector search; leave unset for key-value and filter search only."
     )
@@ -243,6 +330,11 @@ class StoreConfig(_Model):
     @model_validator(mode="after")
     def _one_backend_block(self) -> StoreConfig:
         _check_blocks(self)
+        if self.backend == "agentcore-memory" and self.index is not None:
+            raise ValueError(
+                "backend 'agentcore-memory' ranks searches with AgentCore's own semantic "
+                "retrieval: remove the index block (vectors an agent sends are ignored)"
+            )
         return self
 
 
@@ -324,7 +416,7 @@ class SidecarConfig(_Model):
     def unnamed_memories(self) -> list[str]:
         """The blocks on ``agentcore-memory`` that name no memory id."""
         unnamed = []
-        for name in ("checkpointer",):
+        for name in ("checkpointer", "store"):
             block = getattr(self, name)
             if block is not None and block.backend == "agentcore-memory":
                 settings = block.agentcore_memory

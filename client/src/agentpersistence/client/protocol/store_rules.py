@@ -188,6 +188,22 @@ def has_prefix(namespace: Sequence[str], prefix: Sequence[str]) -> bool:
     return tuple(namespace[: len(prefix)]) == tuple(prefix)
 
 
+def fixed_prefix(conditions: Sequence[m.NamespaceCondition]) -> list[str]:
+    """Where every namespace a ``list_namespaces`` op can match starts: the longest run of
+    leading labels without a wildcard among its prefix conditions."""
+    best: list[str] = []
+    for condition in conditions:
+        if condition.match_type != "prefix":
+            continue
+        fixed: list[str] = []
+        for label in condition.path:
+            if label == "*":
+                break
+            fixed.append(label)
+        best = max(best, fixed, key=len)
+    return best
+
+
 # --- scores ------------------------------------------------------------------------------
 
 

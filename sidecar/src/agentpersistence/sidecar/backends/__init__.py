@@ -41,6 +41,11 @@ def store_backend(config: StoreConfig) -> StoreBackend:
         from .memory.store import MemoryStoreBackend
 
         return MemoryStoreBackend(distance)
+    if config.backend == "agentcore-memory":
+        from .agentcore_memory.store import AgentCoreMemoryStoreBackend
+
+        assert config.agentcore_memory is not None  # enforced by SidecarConfig
+        return AgentCoreMemoryStoreBackend(config.agentcore_memory)
     from .valkey.store import ValkeyStoreBackend
 
     assert config.valkey is not None  # enforced by the settings model

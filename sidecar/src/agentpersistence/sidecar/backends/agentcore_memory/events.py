@@ -14,28 +14,20 @@ retried call (botocore's, or a repeated checkpoint put) never creates a second e
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import json
-import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from agentpersistence.client.protocol.errors import SidecarError
 
-from ...settings import AgentCoreMemorySettings
 from .. import aws
 from . import identity
-
-if TYPE_CHECKING:
-    from types_aiobotocore_bedrock_agentcore import BedrockAgentCoreClient
-
-log = logging.getLogger("agentpersistence.sidecar.agentcore_memory")
+from .client import MemoryClient
 
 PIECE_CHARS = 100_000
 """Base64 characters per payload item (AgentCore's text items take at most 100,000)."""
@@ -64,46 +56,8 @@ class Event:
         return self.metadata.get(identity.KIND, "")
 
 
-class EventLog:
-    """The ``bedrock-agentcore`` client of one memory; opened by ``start()``."""
-
-    def __init__(self, settings: AgentCoreMemorySettings) -> None:
-        if settings.memory_id is None:  # SidecarConfig refuses this; the operator fills it in
-            raise SidecarError("agentcore-memory needs agentcoreMemory.memoryId")
-        self.settings = settings
-        self.memory_id = settings.memory_id
-        self.where = f"AgentCore Memory {self.memory_id}"
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._client: BedrockAgentCoreClient | None = None
-
-    async def open(self) -> None:
-        stack = contextlib.AsyncExitStack()
-        with self.translated():
-            self._client = await stack.enter_async_context(
-                get_session().create_client(
-                    "bedrock-agentcore",
-                    region_name=aws.region(self.settings),
-                    config=aws.client_config(self.settings),
-                )
-            )
-        self._stack = stack
-        log.info("AgentCore client ready", extra={"memory": self.memory_id})
-
-    async def close(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()
-
-    @property
-    def client(self) -> BedrockAgentCoreClient:
-        if self._client is None:
-            raise SidecarError("the AgentCore backend is used before start() or after close()")
-        return self._client
-
-    @contextlib.contextmanager
-    def translated(self) -> Iterator[None]:
-        with aws.translated(self.where):
-            yield
+class EventLog(MemoryClient):
+    """The events of one memory, through its ``bedrock-agentcore`` client (:mod:`.client`)."""
 
     # --- writing -------------------------------------------------------------------------
 

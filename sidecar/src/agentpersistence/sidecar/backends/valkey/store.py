@@ -197,7 +197,7 @@ class ValkeyStoreBackend(StoreBackend):
     # --- namespaces ----------------------------------------------------------------------
 
     async def _list_namespaces(self, op: m.StoreOp) -> list[list[str]]:
-        low, high = store_schema.lex_range(_fixed_prefix(op.conditions))
+        low, high = store_schema.lex_range(rules.fixed_prefix(op.conditions))
         found: list[tuple[str, ...]] = []
         while True:
             args: list[Arg] = [low, high, NAMESPACE_BUDGET]
@@ -207,21 +207,6 @@ class ValkeyStoreBackend(StoreBackend):
             if not more:
                 return rules.list_namespaces(found, op)
             low = "(" + store_records.text(last)
-
-
-def _fixed_prefix(conditions: Sequence[m.NamespaceCondition]) -> list[str]:
-    """The longest run of leading labels without a wildcard among the prefix conditions."""
-    best: list[str] = []
-    for condition in conditions:
-        if condition.match_type != "prefix":
-            continue
-        fixed: list[str] = []
-        for label in condition.path:
-            if label == "*":
-                break
-            fixed.append(label)
-        best = max(best, fixed, key=len)
-    return best
 
 
 def _get_result(reply: Any) -> m.StoreResult:
