@@ -468,6 +468,15 @@ def test_the_resources_sidecar_block_overrides_image_and_resources(
     ]
 
 
+def test_allowed_peers_become_the_sidecars_allow_list(settings: InjectionSettings) -> None:
+    pod = agent_pod()
+    peers = {"allowedPeers": {"uids": [1000, 1001], "gids": [2000]}}
+    spec = patched(pod, inject(pod, resource({"sidecar": peers}), settings))["spec"]
+    args = spec["initContainers"][0]["args"]
+    assert args[-6:] == ["--allow-uid", "1000", "--allow-uid", "1001", "--allow-gid", "2000"]
+    assert args[: len(SIDECAR["args"])] == SIDECAR["args"]
+
+
 def test_operator_settings_shape_the_sidecar() -> None:
     custom = InjectionSettings(
         image=IMAGE,

@@ -48,6 +48,16 @@ class ResourceRequirements(_Block):
     )
 
 
+class AllowedPeers(_Block):
+    """Who may use the sidecar's socket, by the kernel's record of the connecting process
+    (SO_PEERCRED). Unset: every process of the pod the socket's mode admits (its group)."""
+
+    uids: list[int] = Field(
+        default_factory=list, description="User ids allowed to connect (e.g. the agent's)."
+    )
+    gids: list[int] = Field(default_factory=list, description="Group ids allowed to connect.")
+
+
 class SidecarContainer(_Block):
     """The sidecar container the webhook injects into agent pods that use this resource."""
 
@@ -60,6 +70,11 @@ class SidecarContainer(_Block):
     )
     resources: ResourceRequirements | None = Field(
         default=None, description="Requests and limits; unset uses the operator's defaults."
+    )
+    allowed_peers: AllowedPeers | None = Field(
+        default=None,
+        description="Admit only these uids and gids to the socket (for pods with containers "
+        "the agent should not share its state with); others get peer_not_allowed.",
     )
 
 

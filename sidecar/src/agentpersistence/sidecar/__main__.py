@@ -11,6 +11,7 @@ from pathlib import Path
 from agentpersistence.client.protocol.errors import SidecarError
 
 from . import eventloop, logs
+from .peers import PeerPolicy
 from .server import ServerSettings
 from .service import serve
 from .settings import ConfigError, load_config
@@ -38,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds SIGTERM waits for in-flight requests",
     )
     p.add_argument("--probe-port", type=int, default=None, help="TCP port for health and metrics")
+    p.add_argument(
+        "--allow-uid",
+        type=int,
+        action="append",
+        metavar="UID",
+        help="admit only connections from this uid (repeatable; with --allow-gid, either "
+        "admits); default: whoever the socket's mode admits",
+    )
+    p.add_argument(
+        "--allow-gid", type=int, action="append", metavar="GID", help="admit this gid too"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -55,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         max_body_bytes=args.max_body_bytes,
         shutdown_grace_seconds=args.shutdown_grace,
         probe_port=args.probe_port,
+        peers=PeerPolicy.of(args.allow_uid, args.allow_gid),
     )
     try:
         with asyncio.Runner(loop_factory=eventloop.new_event_loop) as runner:

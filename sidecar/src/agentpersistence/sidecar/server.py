@@ -27,10 +27,11 @@ from typing import Any
 from aiohttp import web
 
 from agentpersistence.client.protocol import errors, framing
-from agentpersistence.client.protocol.routes import PROTOCOL_VERSION
+from agentpersistence.client.protocol.routes import CONTENT_TYPE, PROTOCOL_VERSION
 
 from .dispatch import Dispatcher
 from .eventloop import Answer, RequestTasks
+from .peers import PeerPolicy, peer_of
 
 log = logging.getLogger("agentpersistence.sidecar")
 
@@ -48,6 +49,8 @@ class ServerSettings:
     """How long SIGTERM waits for in-flight requests before closing connections."""
     probe_port: int | None = None
     """TCP port for /healthz, /readyz and /metrics (kubelet, Prometheus); None: socket only."""
+    peers: PeerPolicy | None = None
+    """Who may connect (uid/gid allow-list); None: whoever the socket's mode admits."""
 
 
 class InFlight:
@@ -188,24 +191,58 @@ class FrameProtocol(asyncio.Protocol):
 
 
 class _Sniffer(asyncio.Protocol):
-    """Reads the first byte of a connection and hands it to the framing it announces."""
+    """Checks who connected, reads the first byte of a connection and hands it to the
+    framing it announces (or answers a refused peer in that framing and closes)."""
 
     def __init__(
-        self, frames: Callable[[], FrameProtocol], http: Callable[[], asyncio.Protocol]
+        self,
+        frames: Callable[[], FrameProtocol],
+        http: Callable[[], asyncio.Protocol],
+        peers: PeerPolicy | None,
     ) -> None:
         self._frames = frames
         self._http = http
+        self._peers = peers
+        self._refusal: errors.PeerNotAllowed | None = None
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        if self._peers is None:
+            return
+        peer = peer_of(transport)
+        if peer is not None and not self._peers.admits(peer):
+            self._refusal = errors.PeerNotAllowed(
+                f"uid {peer.uid} gid {peer.gid} may not use this sidecar; it allows "
+                f"{self._peers.describe()}"
+            )
+            log.warning(
+                "refused a connection",
+                extra={"pid": peer.pid, "uid": peer.uid, "gid": peer.gid},
+            )
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None
+        if self._refusal is not None:
+            self._refuse(self._refusal, frames=data[:1] == b"\x00")
+            return
         protocol: asyncio.Protocol = self._frames() if data[:1] == b"\x00" else self._http()
         self._transport.set_protocol(protocol)
         protocol.connection_made(self._transport)
         protocol.data_received(data)
+
+    def _refuse(self, refusal: errors.SidecarError, *, frames: bool) -> None:
+        assert self._transport is not None
+        body = framing.pack(refusal.to_wire())
+        if frames:
+            self._transport.write(framing.frame([refusal.status, refusal.to_wire()]))
+        else:
+            head = (
+                f"HTTP/1.1 {refusal.status} Forbidden\r\nContent-Type: {CONTENT_TYPE}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            self._transport.write(head.encode() + body)
+        self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -256,7 +293,7 @@ class SocketServer:
             return FrameProtocol(self._dispatcher, max_body, self._inflight, self._tasks)
 
         def factory() -> asyncio.Protocol:
-            return _Sniffer(frames, http)
+            return _Sniffer(frames, http, self.settings.peers)
 
         if self._probe_runner is not None:
             await self._probe_runner.setup()

@@ -64,6 +64,17 @@ class NotConfigured(RequestRejected):
     hint = "Add the missing block (checkpointer, store or cache) to the sidecar's config file."
 
 
+class PeerNotAllowed(SidecarError):
+    """The sidecar admits only some users and groups, and this process is not among them."""
+
+    code = "peer_not_allowed"
+    status = 403
+    hint = (
+        "Run the agent under a uid or gid the sidecar allows (--allow-uid/--allow-gid; "
+        "spec.sidecar.allowedPeers in the AgentPersistence)."
+    )
+
+
 class DeadlineExceeded(SidecarError):
     """The call did not finish within its deadline; it may or may not have been applied."""
 
@@ -103,6 +114,7 @@ _BY_CODE: dict[str, type[SidecarError]] = {
         PayloadTooLarge,
         ProtocolMismatch,
         NotConfigured,
+        PeerNotAllowed,
         DeadlineExceeded,
         SidecarUnavailable,
         BackendUnavailable,

@@ -446,13 +446,14 @@ def pod_volumes(resource: AgentPersistenceView, settings: InjectionSettings) -> 
 
 
 def sidecar_container(resource: AgentPersistenceView, settings: InjectionSettings) -> Container:
-    """The sidecar container, with ``spec.sidecar`` overrides (image, pull policy, resources)."""
+    """The sidecar container, with ``spec.sidecar`` overrides (image, pull policy, resources,
+    allowed peers)."""
     overrides = resource["spec"].get("sidecar") or {}
     container: Container = {
         "name": SIDECAR_NAME,
         "image": overrides.get("image") or settings.image,
         "command": [SIDECAR_COMMAND],
-        "args": _sidecar_args(settings),
+        "args": _sidecar_args(settings, overrides.get("allowedPeers")),
     }
     pull_policy = overrides.get("imagePullPolicy") or settings.image_pull_policy
     if pull_policy:
@@ -476,10 +477,13 @@ def sidecar_container(resource: AgentPersistenceView, settings: InjectionSetting
     return container
 
 
-def _sidecar_args(settings: InjectionSettings) -> list[str]:
+def _sidecar_args(settings: InjectionSettings, peers: object) -> list[str]:
     args = ["--socket", settings.socket_path, "--config", f"{CONFIG_DIR}/{naming.CONFIG_KEY}"]
     if settings.probe_port is not None:
         args += ["--probe-port", str(settings.probe_port)]
+    if isinstance(peers, dict):  # spec.sidecar.allowedPeers, validated by the CRD
+        args += [arg for uid in peers.get("uids") or () for arg in ("--allow-uid", str(uid))]
+        args += [arg for gid in peers.get("gids") or () for arg in ("--allow-gid", str(gid))]
     return args
 
 
