@@ -472,6 +472,37 @@ def test_a_resource_created_just_before_its_pod_is_found(
     assert volumes["agentpersistence-config"]["configMap"]["name"] == f"{fresh}-sidecar-config"
 
 
+def test_with_a_sidecar_identity_only_the_sidecar_holds_aws_credentials(
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+) -> None:
+    """``spec.sidecar.awsIdentity``: the stored pod's sidecar has the role, the projected
+    token and its mount; no agent container has an AWS variable or the token."""
+    kube, namespace = kube_control_plane, injector.namespace
+    name = f"aws-{uuid.uuid4().hex[:6]}"
+    resource = agent_persistence(name, namespace)
+    role = "arn:aws:iam::111122223333:role/agent-state"
+    resource["spec"]["sidecar"]["awsIdentity"] = {"roleArn": role}
+    kube.apply(resource)
+    pod = agent_pod("agent-aws", resource=name)
+    pod["spec"]["containers"].append({"name": "helper", "image": "registry.invalid/helper:1"})
+    stored, _ = create(kube, namespace, pod)
+    spec = stored["spec"]
+    [sidecar] = spec["initContainers"]
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert env["AWS_ROLE_ARN"] == role
+    token_file = env["AWS_WEB_IDENTITY_TOKEN_FILE"]
+    mounts = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
+    assert token_file.startswith(mounts["agentpersistence-aws-token"] + "/")
+    [token] = [v for v in spec["volumes"] if v["name"] == "agentpersistence-aws-token"]
+    [source] = token["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == "sts.amazonaws.com"
+    assert [c["name"] for c in spec["containers"]] == ["agent", "helper"]
+    for container in spec["containers"]:
+        assert [e["name"] for e in container.get("env", []) if e["name"].startswith("AWS_")] == []
+        names = {m["name"] for m in container.get("volumeMounts", [])}
+        assert "agentpersistence-aws-token" not in names
+
+
 def test_a_pod_naming_a_missing_resource_is_refused(
     kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
 ) -> None:

@@ -477,6 +477,34 @@ def test_allowed_peers_become_the_sidecars_allow_list(settings: InjectionSetting
     assert args[: len(SIDECAR["args"])] == SIDECAR["args"]
 
 
+def test_an_aws_identity_reaches_the_sidecar_only(settings: InjectionSettings) -> None:
+    identity = {"roleArn": "arn:aws:iam::111122223333:role/state", "audience": "sts.amazonaws.com"}
+    pod = agent_pod()
+    spec = patched(pod, inject(pod, resource({"sidecar": {"awsIdentity": identity}}), settings))[
+        "spec"
+    ]
+    [sidecar] = spec["initContainers"]
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert env["AWS_ROLE_ARN"] == identity["roleArn"]
+    assert env["AWS_WEB_IDENTITY_TOKEN_FILE"] == "/var/run/secrets/agentpersistence/aws/token"
+    token_mount = {
+        "name": "agentpersistence-aws-token",
+        "mountPath": "/var/run/secrets/agentpersistence/aws",
+        "readOnly": True,
+    }
+    assert token_mount in sidecar["volumeMounts"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "agentpersistence-aws-token"]
+    [source] = volume["projected"]["sources"]
+    assert source["serviceAccountToken"] == {
+        "audience": "sts.amazonaws.com",
+        "expirationSeconds": 86400,
+        "path": "token",
+    }
+    for container in spec["containers"]:
+        assert not [e for e in container.get("env", []) if e["name"].startswith("AWS_")]
+        assert token_mount["name"] not in {m["name"] for m in container.get("volumeMounts", [])}
+
+
 def test_operator_settings_shape_the_sidecar() -> None:
     custom = InjectionSettings(
         image=IMAGE,

@@ -58,6 +58,32 @@ class AllowedPeers(_Block):
     gids: list[int] = Field(default_factory=list, description="Group ids allowed to connect.")
 
 
+class AwsIdentity(_Block):
+    """An AWS role for the sidecar alone (IRSA-style web identity): a service-account token
+    for ``audience`` is projected into the sidecar container only, with AWS_ROLE_ARN and
+    AWS_WEB_IDENTITY_TOKEN_FILE in its environment only; the agent containers get neither.
+    The role's trust policy names the cluster's OIDC provider, the pod's ServiceAccount
+    (system:serviceaccount:NAMESPACE:NAME) and this audience. Do not also annotate that
+    ServiceAccount for IRSA, or EKS's webhook gives the role to every container."""
+
+    role_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$",
+        max_length=2048,
+        description="The role the sidecar assumes (arn:aws:iam::ACCOUNT:role/NAME).",
+    )
+    audience: str = Field(
+        default="sts.amazonaws.com",
+        min_length=1,
+        description="Audience of the projected token; the role's trust policy must require it.",
+    )
+    expiration_seconds: int = Field(
+        default=86400,
+        ge=600,
+        le=86400 * 7,
+        description="Lifetime of the projected token (the kubelet renews it before it ends).",
+    )
+
+
 class SidecarContainer(_Block):
     """The sidecar container the webhook injects into agent pods that use this resource."""
 
@@ -70,6 +96,11 @@ class SidecarContainer(_Block):
     )
     resources: ResourceRequirements | None = Field(
         default=None, description="Requests and limits; unset uses the operator's defaults."
+    )
+    aws_identity: AwsIdentity | None = Field(
+        default=None,
+        description="An AWS role for the sidecar alone, so the agent containers hold no AWS "
+        "credentials. Unset: the sidecar uses the pod's credentials (serviceAccountName).",
     )
     allowed_peers: AllowedPeers | None = Field(
         default=None,

@@ -269,7 +269,7 @@ def _conflicts(pod: Pod, settings: InjectionSettings) -> Refusal | None:
 
 
 def _volume_conflicts(spec: PodSpec) -> list[str]:
-    reserved = {SOCKET_VOLUME, CONFIG_VOLUME}
+    reserved = {SOCKET_VOLUME, CONFIG_VOLUME, AWS_TOKEN_VOLUME}
     return [
         f"volume {v.get('name')!r} is reserved for the sidecar; rename it"
         for v in spec.get("volumes") or []
@@ -431,8 +431,36 @@ def _service_account(spec: PodSpec, resource: AgentPersistenceView) -> list[Patc
 # --------------------------------------------------------------------------- what is added
 
 
+AWS_TOKEN_VOLUME: Final = "agentpersistence-aws-token"
+AWS_TOKEN_DIR: Final = "/var/run/secrets/agentpersistence/aws"
+AWS_TOKEN_FILE: Final = "token"
+
+
+def _aws_identity(resource: AgentPersistenceView) -> dict[str, JsonValue] | None:
+    """``spec.sidecar.awsIdentity`` (validated by the CRD), if the resource sets one."""
+    sidecar = resource["spec"].get("sidecar") or {}
+    identity = sidecar.get("awsIdentity") if isinstance(sidecar, dict) else None
+    return identity if isinstance(identity, dict) and identity.get("roleArn") else None
+
+
 def pod_volumes(resource: AgentPersistenceView, settings: InjectionSettings) -> list[Volume]:
-    """The socket's in-memory volume and the sidecar's config volume."""
+    """The socket's in-memory volume, the sidecar's config volume and, with an AWS identity,
+    its projected token (mounted into the sidecar only)."""
+    volumes = _shared_volumes(resource)
+    identity = _aws_identity(resource)
+    if identity is not None:
+        token = {
+            "audience": identity.get("audience") or "sts.amazonaws.com",
+            "expirationSeconds": identity.get("expirationSeconds") or 86400,
+            "path": AWS_TOKEN_FILE,
+        }
+        volumes.append(
+            {"name": AWS_TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}
+        )
+    return volumes
+
+
+def _shared_volumes(resource: AgentPersistenceView) -> list[Volume]:
     return [
         {"name": SOCKET_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SOCKET_VOLUME_SIZE}},
         {
@@ -458,8 +486,16 @@ def sidecar_container(resource: AgentPersistenceView, settings: InjectionSetting
     pull_policy = overrides.get("imagePullPolicy") or settings.image_pull_policy
     if pull_policy:
         container["imagePullPolicy"] = pull_policy
-    if settings.extra_env:
-        container["env"] = copy.deepcopy(list(settings.extra_env))
+    env = copy.deepcopy(list(settings.extra_env))
+    identity = _aws_identity(resource)
+    if identity is not None:  # the web identity, for the sidecar's AWS chain only
+        env += [
+            {"name": "AWS_ROLE_ARN", "value": str(identity["roleArn"])},
+            {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": f"{AWS_TOKEN_DIR}/{AWS_TOKEN_FILE}"},
+            {"name": "AWS_ROLE_SESSION_NAME", "value": "agentpersistence-sidecar"},
+        ]
+    if env:
+        container["env"] = env
     if settings.probe_port is not None:
         container["ports"] = [
             {"name": PROBE_PORT_NAME, "containerPort": settings.probe_port, "protocol": "TCP"}
@@ -469,6 +505,13 @@ def sidecar_container(resource: AgentPersistenceView, settings: InjectionSetting
         {"name": SOCKET_VOLUME, "mountPath": settings.socket_dir},
         {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
     ]
+    if identity is not None:
+        mount: VolumeMount = {
+            "name": AWS_TOKEN_VOLUME,
+            "mountPath": AWS_TOKEN_DIR,
+            "readOnly": True,
+        }
+        container["volumeMounts"].append(mount)
     container["securityContext"] = sidecar_security_context(settings)
     container |= _probes(settings)
     if settings.native_sidecars:

@@ -119,6 +119,7 @@ class Volume(TypedDict, total=False):
     name: str
     emptyDir: EmptyDirVolumeSource
     configMap: ConfigMapVolumeSource
+    projected: dict[str, JsonValue]
 
 
 class PodSpec(TypedDict, total=False):
