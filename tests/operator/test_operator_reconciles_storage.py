@@ -113,7 +113,11 @@ async def snapshot(backends: Backends, names: Names) -> dict[str, Any]:
         lifecycle = await aws.s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)
         encryption = await aws.s3.get_bucket_encryption(Bucket=names.bucket)
         public = await aws.s3.get_public_access_block(Bucket=names.bucket)
-        memories = (await aws.agentcore.list_memories())["memories"]
+        memories = [
+            summary
+            async for page in aws.agentcore.get_paginator("list_memories").paginate()
+            for summary in page["memories"]
+        ]
     return {
         "table": table,
         "ttl": ttl["TimeToLiveDescription"],
@@ -135,10 +139,11 @@ def stable_index_info(backends: Backends, names: Names) -> dict[str, Any] | None
 
 async def memory_named(backends: Backends, name: str) -> dict[str, Any] | None:
     async with aws_clients(backends) as aws:
-        for summary in (await aws.agentcore.list_memories())["memories"]:
-            memory = (await aws.agentcore.get_memory(memoryId=summary["id"]))["memory"]
-            if memory.get("name") == name and memory["status"] != "DELETING":
-                return dict(memory)
+        async for page in aws.agentcore.get_paginator("list_memories").paginate():
+            for summary in page["memories"]:
+                memory = (await aws.agentcore.get_memory(memoryId=summary["id"]))["memory"]
+                if memory.get("name") == name and memory["status"] != "DELETING":
+                    return dict(memory)
     return None
 
 
