@@ -39,7 +39,9 @@ class MemorySettings(_Model):
 
 class ValkeySettings(_Model):
     url: str = Field(
-        description="Valkey URL: valkey:// or valkeys:// (TLS), optional user:password@ and /db."
+        description="Valkey URL: valkey:// or valkeys:// (TLS: the server's certificate and "
+        "hostname are verified; ssl_ca_certs=PATH names the CA, ssl_check_hostname=false "
+        "skips the hostname), optional user:password@ and /db."
     )
     key_prefix: str = Field(
         default="ap", description="Prefix of every key, so several deployments can share a server."

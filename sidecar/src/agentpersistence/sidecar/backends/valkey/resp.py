@@ -260,14 +260,17 @@ class Address:
 
 
 def _tls_context(kwargs: dict[str, Any]) -> ssl.SSLContext:
-    """valkey-py's TLS context for ``valkeys://``, from the URL's ``ssl_*`` query arguments."""
+    """valkey-py's TLS context for ``valkeys://``, from the URL's ``ssl_*`` query arguments.
+
+    Unlike valkey-py, the server's hostname is checked unless the URL says
+    ``ssl_check_hostname=false``: a certificate valid for another host is refused."""
     context: ssl.SSLContext = ValkeySSLContext(
         keyfile=kwargs.get("ssl_keyfile"),
         certfile=kwargs.get("ssl_certfile"),
         cert_reqs=kwargs.get("ssl_cert_reqs", "required"),
         ca_certs=kwargs.get("ssl_ca_certs"),
         ca_data=kwargs.get("ssl_ca_data"),
-        check_hostname=bool(kwargs.get("ssl_check_hostname", False)),
+        check_hostname=bool(kwargs.get("ssl_check_hostname", True)),
         ciphers=kwargs.get("ssl_ciphers"),
     ).get()
     return context
