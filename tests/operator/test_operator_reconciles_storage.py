@@ -404,3 +404,37 @@ def test_a_checkpointer_on_the_provisioned_memory_gets_its_id_and_serves(
 
     cluster.delete(names.resource)
     cluster.wait_gone(names.resource)
+
+
+# --------------------------------------------------------------------------- ownership
+
+
+def test_a_configmap_the_operator_did_not_create_is_never_taken_over(cluster: Cluster) -> None:
+    names = Names.fresh()
+    configmap_name = naming.sidecar_configmap(names.resource)
+    theirs = {"sidecar.yaml": "someone else's file\n"}
+    cluster.kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": configmap_name, "namespace": cluster.namespace},
+            "data": theirs,
+        }
+    )
+    spec = {"checkpointer": {"backend": "memory"}}
+    cluster.apply(manifest(cluster.namespace, names.resource, spec))
+    terminal = cluster.wait_condition(names.resource, "Terminal", "True", "ConfigMapNotOwned")
+    assert "never takes it over" in terminal["message"]
+    assert cluster.status_of(names.resource, "Ready") == "False"
+    found = cluster.configmap(configmap_name)
+    assert found is not None
+    assert found["data"] == theirs
+    assert "ownerReferences" not in found["metadata"]
+
+    cluster.delete(names.resource)
+    cluster.wait_gone(names.resource)
+    after = cluster.configmap(configmap_name)
+    assert after is not None
+    assert after["data"] == theirs
+    retained = [e["message"] for e in cluster.events(names.resource) if e["reason"] == "Retained"]
+    assert retained == [f"Retained ConfigMap {configmap_name} (not this resource's)"]

@@ -9,7 +9,8 @@ Then:
   reports what changed: ``Created``, ``Updated`` or ``Adopted`` (it existed, unknown to the
   status);
 - :func:`observe` only reads, for the drift check;
-- :func:`release` runs at deletion: the ConfigMap always goes; the storage too with
+- :func:`release` runs at deletion: the ConfigMap always goes (unless it is not this
+  resource's: then it stays); the storage too with
   ``deletionPolicy: Delete``, and stays with ``Retain``. Only storage the status records
   (created or adopted by this resource) is ever deleted: a table the operator refused to
   adopt stays, whatever the policy.
@@ -257,7 +258,9 @@ async def release(spec: AgentPersistenceSpec, target: Target, context: Context) 
         for resource in reversed(resources):
             key, value = resource.claim
             claimed = known.get(key) == value
-            if isinstance(resource, SidecarConfigMap) or (claimed and _deleting(spec)):
+            if isinstance(resource, SidecarConfigMap) and await resource.foreign():
+                retained.append(f"{resource.description} (not this resource's)")
+            elif isinstance(resource, SidecarConfigMap) or (claimed and _deleting(spec)):
                 await resource.delete()
                 deleted.append(resource.description)
             elif claimed:

@@ -61,6 +61,8 @@ class ConfigMapState:
     name: str
     data: dict[str, str]
     owned: bool
+    previous_owners: tuple[str, ...] = ()
+    """Names of other AgentPersistences (other uids) that own it."""
 
 
 class SidecarConfigMap:
@@ -113,10 +115,31 @@ class SidecarConfigMap:
         return await self._apply()
 
     async def update(self, observed: ConfigMapState) -> ConfigMapState:
+        if not observed.owned:
+            raise self._not_ours(observed)
         return await self._apply()
 
     async def delete(self) -> None:
         await kube.delete(self.path, settings=self.settings, logger=self.logger)
+
+    async def foreign(self) -> bool:
+        """Whether a ConfigMap of this name exists that this resource does not own."""
+        observed = await self.read()
+        return observed is not None and not observed.owned
+
+    def _not_ours(self, observed: ConfigMapState) -> errors.ReconcileError:
+        if self.owner.name in observed.previous_owners:
+            return errors.Retryable(
+                f"{self.description} still belongs to a deleted {naming.KIND} named "
+                f"{self.owner.name}; waiting for Kubernetes to remove it",
+                reason="ConfigMapNotOwned",
+            )
+        return errors.Terminal(
+            f"{self.description} exists and is not this resource's (it was not created by "
+            "the operator for it); the operator never takes it over: delete or rename it, "
+            "then request a reconcile",
+            reason="ConfigMapNotOwned",
+        )
 
     def outputs(self, observed: ConfigMapState) -> Outputs:
         return {"configMapName": observed.name}
@@ -133,4 +156,9 @@ class SidecarConfigMap:
             name=self.name,
             data=dict(data) if isinstance(data, dict) else {},
             owned=any(r.get("uid") == self.owner.uid for r in references),
+            previous_owners=tuple(
+                str(r.get("name"))
+                for r in references
+                if r.get("kind") == naming.KIND and r.get("uid") != self.owner.uid
+            ),
         )
