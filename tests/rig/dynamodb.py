@@ -33,6 +33,7 @@ import pytest
 
 from rig.aws import local_env
 from rig.cache import cache_home
+from rig.processes import stop_process
 from rig.sidecar import SidecarProcess
 from rig.valkey import LOOPBACK, free_port
 
@@ -147,14 +148,8 @@ class _Server:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, STOP_TIMEOUT_S)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

@@ -41,6 +41,7 @@ from botocore.model import OperationModel
 from agentpersistence.emulator import wire
 from agentpersistence.emulator.model import validate
 from rig.aws import local_env
+from rig.processes import stop_process
 from rig.valkey import LOOPBACK
 
 __all__ = [
@@ -136,13 +137,7 @@ class EmulatorProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, STOP_TIMEOUT_S)
         copier, self._copier = self._copier, None
         if copier is not None:
             copier.join(STOP_TIMEOUT_S)  # it closes stdout at the end of file

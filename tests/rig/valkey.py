@@ -45,6 +45,8 @@ from typing import Any, cast
 import pytest
 import valkey
 
+from rig.processes import stop_process
+
 __all__ = [
     "ValkeyClusterProcesses",
     "ValkeyProcess",
@@ -170,13 +172,7 @@ class ValkeyProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, STOP_TIMEOUT_S)
         if proc.stderr is not None:
             proc.stderr.close()
 

@@ -121,25 +121,25 @@ class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
     async def _read(self, actor: str, session: str, cid: str) -> m.CheckpointRecord | None:
         where = {identity.CHECKPOINT: identity.tag(cid)}
         events = [event async for event in self.log.events(actor, session, where)]
-        return await self._record(cid, events)
+        return self._record(cid, events)
 
-    async def _record(self, cid: str, events: Sequence[Event]) -> m.CheckpointRecord | None:
+    def _record(self, cid: str, events: Sequence[Event]) -> m.CheckpointRecord | None:
         """The checkpoint ``cid`` from its events (newest first: the first header wins)."""
         head = next((e for e in events if e.kind == CHECKPOINT and e.header["cid"] == cid), None)
         if head is None:
             return None
         chunks = {(e.header["key"], int(e.header["part"])): e for e in events if e.kind == CHUNK}
-        data = await self.log.assemble(head, chunks)
+        data = self.log.assemble(head, chunks)
         writes = [e for e in events if e.kind == WRITES and e.header["cid"] == cid]
-        return _checkpoint(head, data, await self._writes(writes, chunks))
+        return _checkpoint(head, data, self._writes(writes, chunks))
 
-    async def _writes(
+    def _writes(
         self, events: Sequence[Event], chunks: dict[tuple[str, int], Event]
     ) -> list[m.PendingWrite]:
         """Pending writes of newest-first ``events``, merged by ``(task_id, idx)``."""
         stored: dict[tuple[str, int], m.PendingWrite] = {}
         for event in reversed(events):
-            data = await self.log.assemble(event, chunks)
+            data = self.log.assemble(event, chunks)
             offset = 0
             for task_id, idx, channel, kind, task_path, size in event.header["writes"]:
                 value, offset = data[offset : offset + size], offset + size
@@ -204,8 +204,8 @@ class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
                     if record is not None:
                         yield record
                     continue
-                data = await self.log.assemble(event, chunks)
-                yield _checkpoint(event, data, await self._writes(writes.pop(cid, []), chunks))
+                data = self.log.assemble(event, chunks)
+                yield _checkpoint(event, data, self._writes(writes.pop(cid, []), chunks))
 
     async def _everything(self) -> Records:
         """Every checkpoint of the memory, in the listing order (a full read)."""
@@ -380,7 +380,7 @@ class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
                         target,
                         kind=event.kind,
                         header=header,
-                        data=await self.log.assemble(event, chunks),
+                        data=self.log.assemble(event, chunks),
                         metadata=tags,
                         timestamp=event.timestamp,
                     )

@@ -51,7 +51,8 @@ from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import store_rules as rules
 from agentpersistence.client.protocol.errors import RequestRejected
 
-from ...settings import ACTOR_ID_PATTERN, AgentCoreMemoryStoreSettings
+from ...settings import AgentCoreMemoryStoreSettings
+from . import identity
 from .items import value_bytes
 from .records import Records, Summary, top_k
 
@@ -67,8 +68,6 @@ EVENT_MESSAGES = 100
 """Payload items per CreateEvent (AgentCore's limit)."""
 MESSAGE_MAX = 100_000
 """Characters of one conversational message (AgentCore's limit)."""
-_ACTOR = re.compile(ACTOR_ID_PATTERN)
-_SESSION = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_]{0,99}")
 _RECORD_ID = re.compile(r"mem-[a-zA-Z0-9\-_]{36,46}")
 _VARIABLE = re.compile(r"\{(actorId|sessionId|memoryStrategyId)\}")
 _SHAPE = (
@@ -263,7 +262,7 @@ class Conversations:
 
 def actor_of_label(label: str) -> str:
     """The actor a namespace's first label names; refused if AgentCore cannot take it."""
-    if len(label) > 255 or "/" in label or not _ACTOR.fullmatch(label):
+    if "/" in label or not identity.is_actor_id(label):
         raise RequestRejected(
             f"in a conversational store the namespace's first label is the AgentCore actorId; "
             f"{label[:80]!r} is not one: use 1-255 letters, digits, '-', '_' or ':' (starting "
@@ -274,7 +273,7 @@ def actor_of_label(label: str) -> str:
 
 def session_of(namespace: Sequence[str], key: str) -> str:
     """The session of a conversation: the key itself when it can be, else a hash."""
-    if len(namespace) == 1 and _SESSION.fullmatch(key):
+    if len(namespace) == 1 and identity.is_session_id(key):
         return key
     whole = json.dumps([list(namespace[1:]), key], ensure_ascii=False)
     return "s" + hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()

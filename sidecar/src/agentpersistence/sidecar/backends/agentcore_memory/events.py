@@ -77,16 +77,15 @@ class EventLog(MemoryClient):
         head, rest = pieces[:EVENT_PIECES], pieces[EVENT_PIECES:]
         tags = {identity.KIND: kind, **(metadata or {})}
         digest = _digest(actor, session, kind, header, data, timestamp)
-        chunks = []
-        for part, start in enumerate(range(0, len(rest), EVENT_PIECES), start=1):
+        starts = range(0, len(rest), EVENT_PIECES)
+        for part, start in enumerate(starts, start=1):
             chunk_tags = {**tags, identity.KIND: "chunk", identity.KEY: digest}
             chunk_header = {"ap": FORMAT, "kind": "chunk", "key": digest, "part": part}
             await self._create_event(
                 actor, session, chunk_header, rest[start : start + EVENT_PIECES],
                 chunk_tags, timestamp, f"{digest}.{part}",
             )  # fmt: skip
-            chunks.append(part)
-        full = {"ap": FORMAT, "kind": kind, **header, "key": digest, "chunks": len(chunks)}
+        full = {"ap": FORMAT, "kind": kind, **header, "key": digest, "chunks": len(starts)}
         await self._create_event(actor, session, full, head, tags, timestamp, digest)
 
     async def _create_event(
@@ -178,7 +177,7 @@ class EventLog(MemoryClient):
                 break
         return found
 
-    async def assemble(self, event: Event, chunks: Mapping[tuple[str, int], Event]) -> bytes:
+    def assemble(self, event: Event, chunks: Mapping[tuple[str, int], Event]) -> bytes:
         """The full bytes of a record whose header event is ``event``."""
         count = int(event.header.get("chunks", 0))
         key = str(event.header.get("key", ""))

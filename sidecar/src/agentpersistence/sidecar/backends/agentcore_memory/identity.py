@@ -38,11 +38,21 @@ _UUID_EPOCH = 0x01B21DD213814000
 """100 ns intervals between the UUID epoch (1582-10-15) and the Unix epoch."""
 
 
+def is_session_id(text: str) -> bool:
+    """Whether AgentCore takes ``text`` as a sessionId as it is."""
+    return _SESSION.fullmatch(text) is not None
+
+
+def is_actor_id(text: str) -> bool:
+    """Whether AgentCore takes ``text`` as an actorId."""
+    return len(text) <= 255 and _ACTOR.fullmatch(text) is not None
+
+
 def session_id(thread_id: str, checkpoint_ns: str) -> str:
     """The session of a thread's namespace."""
     if checkpoint_ns:
         return hashlib.sha256(f"{thread_id}_{checkpoint_ns}".encode()).hexdigest()
-    if _SESSION.fullmatch(thread_id):
+    if is_session_id(thread_id):
         return thread_id
     return "t" + hashlib.sha256(f"\0{thread_id}".encode()).hexdigest()
 
@@ -50,7 +60,7 @@ def session_id(thread_id: str, checkpoint_ns: str) -> str:
 def actor_id(requested: str | None, default: str) -> str:
     """The actor of a request: its own, else the default; refused if AgentCore cannot take it."""
     actor = default if requested is None else requested
-    if len(actor) > 255 or not _ACTOR.fullmatch(actor):
+    if not is_actor_id(actor):
         raise RequestRejected(
             f"configurable.actor_id {actor[:80]!r} is not a valid AgentCore actorId: use 1-255 "
             "letters, digits, '-', '_', '/' or ':' (starting with a letter or digit)"
