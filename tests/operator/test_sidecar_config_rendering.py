@@ -116,3 +116,21 @@ def test_a_store_on_agentcore_memory_without_a_memory_id_gets_the_provisioned_on
     without_memory = {k: v for k, v in SPEC.items() if k != "agentcoreMemory"}
     with pytest.raises(InvalidSpec, match=r"store\.agentcoreMemory\.memoryId"):
         parse_spec(without_memory | {"store": {"backend": "agentcore-memory"}})
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "where"),
+    [
+        (
+            {"awsIdentity": {"roleArn": "arn:aws:iam::12:role/x"}},
+            "spec.sidecar.awsIdentity.roleArn",
+        ),
+        ({"awsIdentity": {}}, "spec.sidecar.awsIdentity.roleArn"),
+        ({"allowedPeers": {"uids": ["root"]}}, "spec.sidecar.allowedPeers.uids.0"),
+    ],
+)
+def test_bad_sidecar_identity_and_peers_are_refused_naming_the_field(
+    sidecar: dict[str, object], where: str
+) -> None:
+    with pytest.raises(InvalidSpec, match=where.replace(".", r"\.")):
+        parse_spec({"checkpointer": {"backend": "memory"}, "sidecar": sidecar})
