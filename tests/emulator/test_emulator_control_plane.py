@@ -225,3 +225,25 @@ def test_clients_find_both_services_through_the_standard_variables(
     assert data.list_actors(memoryId=memory["id"])["actorSummaries"] == []
     assert control.meta.endpoint_url == agentcore_emulator.endpoint_url
     assert data.meta.endpoint_url == agentcore_emulator.endpoint_url
+
+
+def test_tags_given_at_creation_are_listed_added_and_removed(control: Any) -> None:
+    created = control.create_memory(
+        name=unique_name(), eventExpiryDuration=30, tags={"team": "a", "owner": "x"}
+    )["memory"]
+    arn = created["arn"]
+    assert control.list_tags_for_resource(resourceArn=arn)["tags"] == {"team": "a", "owner": "x"}
+    control.tag_resource(resourceArn=arn, tags={"owner": "y", "cost": "c1"})
+    control.untag_resource(resourceArn=arn, tagKeys=["team", "absent"])
+    assert control.list_tags_for_resource(resourceArn=arn)["tags"] == {"owner": "y", "cost": "c1"}
+
+
+def test_tagging_names_a_memory_by_its_arn_only(control: Any) -> None:
+    created = control.create_memory(name=unique_name(), eventExpiryDuration=30)["memory"]
+    assert control.list_tags_for_resource(resourceArn=created["arn"])["tags"] == {}
+    with pytest.raises(ClientError) as raised:
+        control.list_tags_for_resource(resourceArn=created["arn"].replace(created["id"], "no-1"))
+    assert error_of(raised)[:2] == (404, "ResourceNotFoundException")
+    with pytest.raises(ClientError) as raised:
+        control.list_tags_for_resource(resourceArn=created["id"])  # the model's ARN pattern
+    assert error_of(raised)[:2] == (400, "ValidationException")

@@ -32,6 +32,9 @@ def test_every_served_operation_answers_inside_its_model(
     assert statuses == ["CREATING", "ACTIVE"]
     control.list_memories(maxResults=5)
     control.update_memory(memoryId=memory_id, eventExpiryDuration=60)
+    control.tag_resource(resourceArn=memory["arn"], tags={"cost": "c1"})
+    control.untag_resource(resourceArn=memory["arn"], tagKeys=["cost"])
+    assert control.list_tags_for_resource(resourceArn=memory["arn"])["tags"] == {"team": "platform"}
 
     place = {"memoryId": memory_id, "actorId": "tourist", "sessionId": "day-1"}
     event = data.create_event(

@@ -16,7 +16,6 @@ import yaml
 from aiobotocore.session import get_session
 
 from agentpersistence.operator import errors, naming, reconcile
-from agentpersistence.operator.bodies import Outputs
 from agentpersistence.operator.resources.agentcore_memory import AgentCoreMemory
 from agentpersistence.operator.resources.sidecar_configmap import Owner, render
 from agentpersistence.operator.spec import AgentCoreMemorySpec, MemoryPending, parse_spec
@@ -46,8 +45,9 @@ async def test_a_memory_still_creating_holds_the_pass(slow_emulator: EmulatorPro
     ) as client:
         spec = AgentCoreMemorySpec(name=unique_name())
         memory = AgentCoreMemory(client, spec, owner_uid="u", known_id=None, wait_seconds=0)
+        found = reconcile.Found(memory, None, None, None)
         with pytest.raises(errors.Retryable) as caught:
-            await reconcile.sync(memory, Outputs())
+            await reconcile.sync(found, reconcile.Target("team", "agent", "u", 1))
     assert caught.value.reason == "Creating"
     assert "CREATING" in caught.value.message
 

@@ -115,6 +115,7 @@ def test_the_default_rendering_has_the_designed_objects(render: Render) -> None:
     assert kinds(render()) == [
         ("ClusterRole", FULLNAME),
         ("ClusterRole", f"{FULLNAME}-cluster"),
+        ("ClusterRole", f"{FULLNAME}-secrets"),
         ("ClusterRoleBinding", FULLNAME),
         ("ClusterRoleBinding", f"{FULLNAME}-cluster"),
         ("Deployment", FULLNAME),
@@ -409,6 +410,9 @@ def test_rbac_is_least_privilege(render: Render) -> None:
         },
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ]
+    secrets = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert rules(objects, f"{FULLNAME}-secrets") == secrets
+    assert not [o for o in objects if o["kind"].endswith("Binding") and "secrets" in str(o)]
     every = [r for name in (FULLNAME, f"{FULLNAME}-cluster") for r in rules(objects, name)]
     assert not [r for r in every if "pods" in r["resources"] or "secrets" in r["resources"]]
     assert not [r for r in every if "*" in r["verbs"] or "*" in r["resources"]]
@@ -435,6 +439,15 @@ def test_watched_namespaces_get_role_bindings_and_the_webhook_only_sees_them(
     }
     for entry in webhooks(objects).values():
         assert entry["namespaceSelector"]["matchExpressions"] == [EXCLUDED, watched]
+
+
+def test_secrets_are_readable_only_in_the_namespaces_named(render: Render) -> None:
+    objects = render("--set", "rbac.secretNamespaces={team-a}")
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert [(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings] == [
+        ("team-a", f"{FULLNAME}-secrets")
+    ]
+    assert [s["name"] for s in bindings[0]["subjects"]] == [FULLNAME]
 
 
 # --------------------------------------------------------------------------- the API server

@@ -503,6 +503,37 @@ def test_with_a_sidecar_identity_only_the_sidecar_holds_aws_credentials(
         assert "agentpersistence-aws-token" not in names
 
 
+def test_valkey_credentials_are_mounted_into_the_sidecar_only(
+    kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
+) -> None:
+    """``spec.valkeyCredentials``: the stored pod mounts the Secret's two keys into the
+    sidecar, at the files its config names; no agent container mounts it."""
+    kube, namespace = kube_control_plane, injector.namespace
+    name = f"vk-{uuid.uuid4().hex[:6]}"
+    resource = agent_persistence(name, namespace)
+    resource["spec"]["checkpointer"] = {"backend": "valkey", "valkey": {"url": "valkey://vk:6379"}}
+    resource["spec"]["valkeyCredentials"] = {"secretName": "vk-auth", "usernameKey": "user"}
+    kube.apply(resource)
+    pod = agent_pod("agent-vk", resource=name)
+    pod["spec"]["containers"].append({"name": "helper", "image": "registry.invalid/helper:1"})
+    stored, _ = create(kube, namespace, pod)
+    spec = stored["spec"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "agentpersistence-valkey-credentials"]
+    assert volume["secret"]["secretName"] == "vk-auth"
+    assert volume["secret"]["items"] == [
+        {"key": "password", "path": "password"},
+        {"key": "user", "path": "username"},
+    ]
+    [sidecar] = spec["initContainers"]
+    mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
+    mount = mounts["agentpersistence-valkey-credentials"]
+    assert (mount["mountPath"], mount["readOnly"]) == (naming.VALKEY_CREDENTIALS_DIR, True)
+    assert naming.VALKEY_PASSWORD_FILE.startswith(mount["mountPath"] + "/")
+    for container in spec["containers"]:
+        names = {m["name"] for m in container.get("volumeMounts", [])}
+        assert "agentpersistence-valkey-credentials" not in names
+
+
 def test_a_pod_naming_a_missing_resource_is_refused(
     kube_control_plane: KubeControlPlane, injector: Injector, registered: JsonObject
 ) -> None:

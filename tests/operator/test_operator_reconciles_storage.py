@@ -4,105 +4,40 @@ Backends: DynamoDB Local (table), moto (S3 bucket), the AgentCore emulator (memo
 with RediSearch (the store's index). One ``AgentPersistence`` with every kind of storage goes
 through its life in order: Ready with outputs, the storage as the backends define it, a
 second reconcile that changes nothing, drift reported then repaired, deletion with
-``Retain``. Other tests cover ``Delete`` (with an adopted table) and a terminal error.
+``Retain``. Other tests cover ``Delete`` and a terminal error; ``test_storage_ownership`` covers
+adoption and a second claimant.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import yaml
-from botocore.exceptions import ClientError
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
 
 from agentpersistence.client import SidecarSaver
 from agentpersistence.operator import naming
 from agentpersistence.sidecar.backends.dynamodb import schema as dynamodb_schema
-from agentpersistence.sidecar.backends.valkey import store_schema
-from agentpersistence.sidecar.settings import ValkeyStoreSettings, parse_config
+from agentpersistence.sidecar.settings import parse_config
 from rig.operator import REGION, Backends, Cluster, aws_clients, eventually, ft_info
-from rig.operator import unique as unique_name
+from rig.provisioned import (
+    CHANGES,
+    DIMS,
+    TTL_SECONDS,
+    Names,
+    bucket_exists,
+    full_spec,
+    manifest,
+    memory_named,
+    request_reconcile,
+    table_exists,
+)
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.usefixtures("operator")]
-
-TTL_SECONDS = 2 * 86400
-DIMS = 8
-CHANGES = {"Created", "Updated", "Adopted"}
-
-
-@dataclass(frozen=True)
-class Names:
-    resource: str
-    table: str
-    bucket: str
-    prefix: str
-    memory: str
-
-    @classmethod
-    def fresh(cls) -> Names:
-        suffix = unique_name("x")[2:]
-        return cls(
-            f"agent-{suffix}",
-            f"ap-table-{suffix}",
-            f"ap-bucket-{suffix}",
-            f"ap{suffix}",
-            f"mem_{suffix}",
-        )
-
-    @property
-    def index(self) -> str:
-        return store_schema.index_name(
-            ValkeyStoreSettings(url="valkey://x", key_prefix=self.prefix)
-        )
-
-
-def full_spec(names: Names, backends: Backends, policy: str) -> dict[str, Any]:
-    valkey = {"url": backends.valkey_url, "keyPrefix": names.prefix}
-    return {
-        "deletionPolicy": policy,
-        "checkpointer": {
-            "backend": "dynamodb",
-            "dynamodb": {
-                "tableName": names.table,
-                "ttlSeconds": TTL_SECONDS,
-                "s3Offload": {"bucketName": names.bucket},
-            },
-        },
-        "store": {"backend": "valkey", "valkey": valkey, "index": {"dims": DIMS}},
-        "cache": {"backend": "valkey", "valkey": valkey},
-        "agentcoreMemory": {"name": names.memory, "eventExpiryDays": 30},
-    }
-
-
-def manifest(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": naming.API_VERSION,
-        "kind": naming.KIND,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def request_reconcile(cluster: Cluster, name: str) -> None:
-    """Annotate the resource and wait until kopf has handled that change."""
-    stamp = datetime.datetime.now(datetime.UTC).isoformat()
-    cluster.kube.kubectl(
-        "annotate", naming.CRD_NAME, name, "-n", cluster.namespace, "--overwrite",
-        f"{naming.RECONCILE_ANNOTATION}={stamp}",
-    )  # fmt: skip
-
-    def handled() -> bool:
-        annotations = cluster.must_get(name)["metadata"].get("annotations", {})
-        last = annotations.get(f"{naming.KOPF_ANNOTATION_PREFIX}/last-handled-configuration")
-        return last is not None and stamp in last
-
-    eventually(handled, f"{name} to be reconciled after the annotation")
 
 
 async def snapshot(backends: Backends, names: Names) -> dict[str, Any]:
@@ -135,38 +70,6 @@ def stable_index_info(backends: Backends, names: Names) -> dict[str, Any] | None
     if info is None:
         return None
     return {key: info.get(key) for key in ("index_definition", "attributes", "num_docs")}
-
-
-async def memory_named(backends: Backends, name: str) -> dict[str, Any] | None:
-    async with aws_clients(backends) as aws:
-        async for page in aws.agentcore.get_paginator("list_memories").paginate():
-            for summary in page["memories"]:
-                memory = (await aws.agentcore.get_memory(memoryId=summary["id"]))["memory"]
-                if memory.get("name") == name and memory["status"] != "DELETING":
-                    return dict(memory)
-    return None
-
-
-async def table_exists(backends: Backends, table: str) -> bool:
-    async with aws_clients(backends) as aws:
-        try:
-            await aws.dynamodb.describe_table(TableName=table)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                return False
-            raise
-    return True
-
-
-async def bucket_exists(backends: Backends, bucket: str) -> bool:
-    async with aws_clients(backends) as aws:
-        try:
-            await aws.s3.head_bucket(Bucket=bucket)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchBucket"):
-                return False
-            raise
-    return True
 
 
 # --------------------------------------------------------------------------- one life
@@ -324,16 +227,12 @@ async def test_deleting_with_retain_keeps_the_storage(
 # --------------------------------------------------------------------------- other lives
 
 
-async def test_delete_policy_adopts_then_removes_the_storage(
+async def test_delete_policy_removes_the_storage_the_resource_created(
     cluster: Cluster, backends: Backends
 ) -> None:
     names = Names.fresh()
-    async with aws_clients(backends) as aws:
-        await aws.dynamodb.create_table(**dynamodb_schema.table_definition(names.table))
     cluster.apply(manifest(cluster.namespace, names.resource, full_spec(names, backends, "Delete")))
     cluster.wait_condition(names.resource, "Ready", "True")
-    adopted = [e["message"] for e in cluster.events(names.resource) if e["reason"] == "Adopted"]
-    assert any(names.table in message for message in adopted)
 
     cluster.delete(names.resource)
     cluster.wait_gone(names.resource)
@@ -356,7 +255,7 @@ async def test_a_table_with_other_keys_is_a_terminal_error_and_is_never_deleted(
             BillingMode="PAY_PER_REQUEST",
         )
     checkpointer = {"backend": "dynamodb", "dynamodb": {"tableName": names.table}}
-    spec = {"deletionPolicy": "Delete", "checkpointer": checkpointer}
+    spec = {"deletionPolicy": "Delete", "adoptExisting": True, "checkpointer": checkpointer}
     cluster.apply(manifest(cluster.namespace, names.resource, spec))
     terminal = cluster.wait_condition(names.resource, "Terminal", "True", "TableNotAdoptable")
     assert "id (HASH)" in terminal["message"]

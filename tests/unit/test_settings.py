@@ -109,3 +109,76 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("checkpointer: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML/JSON"):
         load_config(tmp_path / "bad.yaml")
+
+
+# --- Valkey credentials ------------------------------------------------------------------
+
+IAM = {"userId": "iam-user", "cacheName": "my-cache"}
+
+
+def valkey_blocks(**settings: object) -> list[dict[str, object]]:
+    """The same Valkey settings in the checkpointer, the store and the cache block."""
+    return [
+        {block: {"backend": "valkey", "valkey": settings}}
+        for block in ("checkpointer", "store", "cache")
+    ]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"url": "valkey://h:1/0", "passwordFile": "/run/secrets/valkey/password"},
+        {"url": "valkey://agent@h", "passwordFile": "/p"},
+        {"url": "valkey://h", "passwordFile": "/p", "usernameFile": "/u"},
+        {"url": "valkeys://cache.example:6379", "iamAuth": IAM},
+        {"url": "valkeys://c", "iamAuth": {**IAM, "region": "eu-west-1", "serverless": True}},
+    ],
+)
+def test_valkey_credentials_outside_the_url(settings: dict[str, object]) -> None:
+    for data in valkey_blocks(**settings):
+        config = parse_config(data)
+        block = config.checkpointer or config.store or config.cache
+        assert block is not None
+        assert block.valkey is not None
+        assert block.valkey.password_file == settings.get("passwordFile")
+        assert block.valkey.username_file == settings.get("usernameFile")
+        iam = block.valkey.iam_auth
+        assert (iam is not None) == ("iamAuth" in settings)
+        assert iam is None or (iam.user_id, iam.cache_name) == ("iam-user", "my-cache")
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        (
+            {"url": "valkey://:hunter2@h", "passwordFile": "/p"},
+            "the url carries a password and passwordFile is given",
+        ),
+        (
+            {"url": "valkeys://u:hunter2@h", "iamAuth": IAM},
+            "the url carries a password and iamAuth is given",
+        ),
+        (
+            {"url": "valkeys://h", "passwordFile": "/p", "iamAuth": IAM},
+            "passwordFile and iamAuth are both given",
+        ),
+        ({"url": "valkey://h", "iamAuth": IAM}, "iamAuth needs a valkeys:// url, not valkey://"),
+        ({"url": "valkeys://u@h", "iamAuth": IAM}, "iamAuth logs in as its userId"),
+        ({"url": "valkey://h", "usernameFile": "/u"}, "usernameFile needs passwordFile"),
+        (
+            {"url": "valkey://u@h", "passwordFile": "/p", "usernameFile": "/u"},
+            "the url names a user and usernameFile is given",
+        ),
+        ({"url": "valkey://h", "passwordFile": ""}, "passwordFile"),
+        ({"url": "valkeys://h", "iamAuth": {"userId": "u"}}, "iamAuth.cacheName"),
+        ({"url": "valkeys://h", "iamAuth": {**IAM, "role": "r"}}, "iamAuth.role"),
+    ],
+)
+def test_contradicting_valkey_credentials_are_refused(
+    settings: dict[str, object], fragment: str
+) -> None:
+    for data in valkey_blocks(**settings):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(data)
+        assert fragment in str(caught.value)
+        assert "hunter2" not in str(caught.value)

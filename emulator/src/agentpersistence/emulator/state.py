@@ -30,6 +30,7 @@ Clock = Callable[[], float]
 
 CREATING, ACTIVE, DELETING = "CREATING", "ACTIVE", "DELETING"
 LIST_MEMORIES_DEFAULT = 10  # ListMemories' documented default page size
+MAX_TAGS = 50  # AWS's limit of tags per resource
 
 # The strategy union's members, the type each one has, and its namespace when none is given
 # (AWS's defaults for the built-in strategies).
@@ -131,6 +132,7 @@ class Memory:
     strategies: list[Strategy] = field(default_factory=list)
     settings: Json = field(default_factory=dict)
     tokens: Tokens = field(default_factory=Tokens)  # data-plane clientTokens
+    tags: dict[str, str] = field(default_factory=dict)
 
     def view(self) -> Json:
         return _without_none(
@@ -206,6 +208,7 @@ class State:
             description=params.get("description"),
             strategies=strategies,
             settings={k: params[k] for k in _KEPT_AS_GIVEN if params.get(k) is not None},
+            tags=dict(params.get("tags", {})),
         )
         if self.settings.activation_reads <= 0:
             memory.status = ACTIVE
@@ -281,6 +284,31 @@ class State:
         answer = {"memoryId": memory.id, "status": DELETING}
         self._tokens.remember("DeleteMemory", token, params, answer)
         return answer
+
+    # --- tags (of memories, the only taggable resource the emulator has) --------------------
+
+    def tag_resource(self, params: Params) -> Json:
+        tags = self._tagged(params["resourceArn"]).tags
+        tags.update(params["tags"])
+        if len(tags) > MAX_TAGS:
+            raise invalid(f"A resource has at most {MAX_TAGS} tags")
+        return {}
+
+    def untag_resource(self, params: Params) -> Json:
+        tags = self._tagged(params["resourceArn"]).tags
+        for key in params["tagKeys"]:
+            tags.pop(key, None)
+        return {}
+
+    def list_tags_for_resource(self, params: Params) -> Json:
+        return {"tags": dict(self._tagged(params["resourceArn"]).tags)}
+
+    def _tagged(self, arn: str) -> Memory:
+        """The memory a tagging call names by its full ARN (a bare id is not an ARN)."""
+        memory = self.memories.get(arn.rpartition(":memory/")[2])
+        if memory is None or memory.arn != arn:
+            raise not_found(f"Resource {arn} not found")
+        return memory
 
     # --- lookups ---------------------------------------------------------------------------
 

@@ -43,9 +43,25 @@ CONFIG_KEY = "sidecar.yaml"
 """The key of the sidecar's config file in the ConfigMap (mounted as a file)."""
 
 
+VALKEY_CREDENTIALS_DIR = "/var/run/secrets/agentpersistence/valkey"
+"""Where the sidecar container (and only it) mounts ``spec.valkeyCredentials``' Secret; the
+config names files there, never the password."""
+VALKEY_PASSWORD_FILE = f"{VALKEY_CREDENTIALS_DIR}/password"
+VALKEY_USERNAME_FILE = f"{VALKEY_CREDENTIALS_DIR}/username"
+
+
+def secret_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
+
+
 def sidecar_configmap(name: str) -> str:
     """The ConfigMap holding the sidecar config of the ``AgentPersistence`` ``name``."""
     return f"{name}-sidecar-config"
+
+
+def resource_path(namespace: str, name: str) -> str:
+    """The API path of the ``AgentPersistence`` ``namespace/name``."""
+    return f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
 def reference(namespace: str, name: str) -> str:

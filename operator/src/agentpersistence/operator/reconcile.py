@@ -1,19 +1,20 @@
 """From a spec to the resources it describes, and the three things done with them.
 
-:func:`planned` turns a spec into resource objects (:mod:`.resources`), opening what they need
-(AWS clients from the shared :class:`.aws.AwsClients`, a Valkey connection for the index).
+:func:`planned` turns a spec into a :class:`Plan`: the storage (:mod:`.resources`: tables,
+buckets, indexes, memories, with what they need opened: AWS clients from the shared
+:class:`.aws.AwsClients`, a Valkey connection for the index) and the sidecar's ConfigMap.
 Then:
 
-- :func:`apply` brings each resource to its desired state in order (storage first, the
-  sidecar's ConfigMap last, so a config never names storage that does not exist yet) and
-  reports what changed: ``Created``, ``Updated`` or ``Adopted`` (it existed, unknown to the
-  status);
+- :func:`apply` first reads every piece of storage and its claim and decides, by
+  :mod:`.ownership`'s rules, whether this resource may use it; a refusal (storage another
+  resource owns, or existing storage without ``adoptExisting``) stops the pass before
+  anything changed. Then it brings each to its desired state in order (storage first, the
+  ConfigMap last, so a config never names storage that does not exist yet) and reports
+  what changed: ``Created``, ``Updated`` or ``Adopted``;
 - :func:`observe` only reads, for the drift check;
-- :func:`release` runs at deletion: the ConfigMap always goes (unless it is not this
-  resource's: then it stays); the storage too with
-  ``deletionPolicy: Delete``, and stays with ``Retain``. Only storage the status records
-  (created or adopted by this resource) is ever deleted: a table the operator refused to
-  adopt stays, whatever the policy.
+- :func:`release` runs at deletion: the ConfigMap goes (unless it is not this resource's);
+  storage this resource created goes too with ``deletionPolicy: Delete``; any other storage
+  it claimed stays, its claim removed; storage it never claimed is not touched.
 
 Resources a spec stops describing (another table name after a backend change...) are left as
 they are; :func:`dropped` names them so the handlers can say so in an event.
@@ -21,6 +22,7 @@ they are; :func:`dropped` names them so the handlers can say so in an event.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -28,14 +30,16 @@ from typing import Any, Literal
 
 import kopf
 
+from agentpersistence.sidecar.backends.valkey import credentials
 from agentpersistence.sidecar.backends.valkey.connection import Connection
 
-from . import errors
+from . import errors, kube, naming, ownership
 from .aws import AwsClients
 from .bodies import Outputs
 from .config import OperatorConfig
+from .ownership import Claim
 from .resources.agentcore_memory import AgentCoreMemory
-from .resources.base import Resource
+from .resources.base import Storage
 from .resources.dynamodb_table import DynamoDBTable
 from .resources.s3_bucket import S3Bucket
 from .resources.sidecar_configmap import Owner, SidecarConfigMap
@@ -60,6 +64,9 @@ class Target:
     @property
     def owner(self) -> Owner:
         return Owner(self.namespace, self.name, self.uid)
+
+    def claim(self, kind: ownership.Kind) -> Claim:
+        return Claim(self.uid, naming.reference(self.namespace, self.name), kind)
 
 
 @dataclass(frozen=True)
@@ -108,40 +115,49 @@ class Drift:
 # --------------------------------------------------------------------------- planning
 
 
+@dataclass(frozen=True)
+class Plan:
+    storage: list[Storage[Any]]
+    """In creation order."""
+    configmap: SidecarConfigMap
+
+    @property
+    def descriptions(self) -> tuple[str, ...]:
+        return (*(s.description for s in self.storage), self.configmap.description)
+
+
 @contextlib.asynccontextmanager
 async def planned(
     spec: AgentPersistenceSpec, target: Target, context: Context, provisioned: Outputs
-) -> AsyncIterator[list[Resource[Any]]]:
-    """The resources ``spec`` describes, in creation order; connections closed on exit.
+) -> AsyncIterator[Plan]:
+    """The resources ``spec`` describes; connections closed on exit.
 
     ``provisioned`` is what the ConfigMap reads the memory's ARN from: the outputs a pass
     fills in as it goes, or the status's for passes that only read.
     """
     async with contextlib.AsyncExitStack() as stack:
-        resources: list[Resource[Any]] = []
-        resources += await _dynamodb(spec, context)
-        resources += await _valkey(spec, stack)
-        resources += await _agentcore(spec, target, context)
-        resources.append(
-            SidecarConfigMap(
-                spec,
-                target.owner,
-                provisioned=provisioned,
-                settings=context.settings,
-                logger=context.logger,
-            )
+        storage: list[Storage[Any]] = []
+        storage += await _dynamodb(spec, context)
+        storage += await _valkey(spec, target, context, stack)
+        storage += await _agentcore(spec, target, context)
+        configmap = SidecarConfigMap(
+            spec,
+            target.owner,
+            provisioned=provisioned,
+            settings=context.settings,
+            logger=context.logger,
         )
-        yield resources
+        yield Plan(storage, configmap)
 
 
-async def _dynamodb(spec: AgentPersistenceSpec, context: Context) -> list[Resource[Any]]:
+async def _dynamodb(spec: AgentPersistenceSpec, context: Context) -> list[Storage[Any]]:
     checkpointer = spec.checkpointer
     if checkpointer is None or checkpointer.dynamodb is None:
         return []
     settings = checkpointer.dynamodb
     region = context.aws.region(settings.region)
     with errors.guarded("aws", f"the AWS clients for {settings.table_name}"):
-        found: list[Resource[Any]] = [
+        found: list[Storage[Any]] = [
             DynamoDBTable(await context.aws.dynamodb(region), settings.table_name)
         ]
         if settings.s3_offload is not None:
@@ -153,21 +169,51 @@ async def _dynamodb(spec: AgentPersistenceSpec, context: Context) -> list[Resour
 
 
 async def _valkey(
-    spec: AgentPersistenceSpec, stack: contextlib.AsyncExitStack
-) -> list[Resource[Any]]:
+    spec: AgentPersistenceSpec, target: Target, context: Context, stack: contextlib.AsyncExitStack
+) -> list[Storage[Any]]:
     store = spec.store
     if store is None or store.valkey is None or store.index is None:
         return []
-    connection = Connection(store.valkey, ())
+    login = await _valkey_login(spec, target, context)
+    connection = Connection(store.valkey, (), credentials=login)
     with errors.guarded("valkey", f"Valkey at {connection.where}"):
         await connection.open()
     stack.push_async_callback(connection.close)
     return [ValkeyIndex(connection, store.valkey, store.index)]
 
 
+async def _valkey_login(
+    spec: AgentPersistenceSpec, target: Target, context: Context
+) -> credentials.Static | None:
+    """The login in ``spec.valkeyCredentials``' Secret (None without one: the block's own
+    settings decide). Held in memory for this pass only."""
+    wanted = spec.valkey_credentials
+    if wanted is None:
+        return None
+    where = f"Secret {naming.reference(target.namespace, wanted.secret_name)}"
+    path = naming.secret_path(target.namespace, wanted.secret_name)
+    secret = await kube.read(path, settings=context.settings, logger=context.logger)
+    if secret is None:
+        raise errors.Retryable(
+            f"{where} (spec.valkeyCredentials) does not exist: create it", reason="SecretMissing"
+        )
+    data = secret.get("data") or {}
+
+    def value(key: str) -> str:
+        if key not in data:
+            raise errors.Retryable(
+                f"{where} has no key {key!r} (spec.valkeyCredentials): add it",
+                reason="SecretMissing",
+            )
+        return base64.b64decode(data[key]).decode().rstrip("\n")
+
+    username = value(wanted.username_key) if wanted.username_key else None
+    return credentials.Static(username, value(wanted.password_key))
+
+
 async def _agentcore(
     spec: AgentPersistenceSpec, target: Target, context: Context
-) -> list[Resource[Any]]:
+) -> list[Storage[Any]]:
     memory = spec.agentcore_memory
     if memory is None:
         return []
@@ -186,51 +232,111 @@ async def _agentcore(
 # --------------------------------------------------------------------------- the passes
 
 
+@dataclass(frozen=True)
+class Found:
+    """One piece of storage as the first phase of :func:`apply` read it."""
+
+    storage: Storage[Any]
+    observed: Any | None
+    """None: it does not exist."""
+    claim: Claim | None
+    verdict: ownership.Verdict | None
+    """None when it does not exist."""
+
+
 async def apply(
     spec: AgentPersistenceSpec, target: Target, context: Context, progress: Outputs | None = None
 ) -> Report:
     """Create, update or adopt every resource; what changed and the new outputs.
 
     ``progress`` receives each resource's outputs as soon as it is in place, so a pass that
-    fails halfway can still record what it created (and so may delete it later).
+    fails halfway can still record what it created.
     """
     changes: list[Change] = []
     outputs = progress if progress is not None else Outputs()
-    async with planned(spec, target, context, outputs) as resources:
-        for resource in resources:
-            change, produced = await sync(resource, target.outputs)
+    async with planned(spec, target, context, outputs) as plan:
+        await plan.configmap.check_usable()
+        found = [await judged(s, spec, target, context) for s in plan.storage]
+        for each in found:
+            change, produced = await sync(each, target)
             outputs.update(produced)
             if change is not None:
                 changes.append(change)
-        names = tuple(resource.description for resource in resources)
+        change, produced = await sync_configmap(plan.configmap)
+        outputs.update(produced)
+        if change is not None:
+            changes.append(change)
+        names = plan.descriptions
     return Report(names, tuple(changes), outputs)
 
 
-async def sync(resource: Resource[Any], known: Outputs) -> tuple[Change | None, Outputs]:
-    """Bring one resource to its desired state: the change made (if any) and its outputs.
-
-    An existing resource the status did not know is *adopted* (and updated if it differs).
-    """
-    observed = await resource.read()
+async def judged(
+    storage: Storage[Any], spec: AgentPersistenceSpec, target: Target, context: Context
+) -> Found:
+    """Read ``storage`` and its claim; whether this resource may use it (raises if not)."""
+    observed = await storage.read()
     if observed is None:
-        observed = await resource.create()
-        return Change(resource.description, "Created"), resource.outputs(observed)
-    differences = tuple(resource.delta(observed))
+        return Found(storage, None, None, None)
+    claim = await storage.read_claim(observed)
+    key, value = storage.recorded_as
+    verdict = ownership.judge(
+        storage.description,
+        claim,
+        uid=target.uid,
+        owner_alive=claim is not None and claim.uid != target.uid and await _exists(claim, context),
+        adopt_existing=spec.adopt_existing,
+        recorded=named(target.outputs).get(key) == value,
+    )
+    return Found(storage, observed, claim, verdict)
+
+
+async def _exists(claim: Claim, context: Context) -> bool:
+    """Whether the resource a claim names still exists (with the claim's uid)."""
+    path = naming.resource_path(claim.namespace, claim.name)
+    body = await kube.read(path, settings=context.settings, logger=context.logger)
+    return body is not None and body.get("metadata", {}).get("uid") == claim.uid
+
+
+async def sync(found: Found, target: Target) -> tuple[Change | None, Outputs]:
+    """Bring one piece of storage to its desired state: the change made (if any) and its
+    outputs. Existing storage this resource had no claim on is *adopted* (claimed as such,
+    then updated if it differs)."""
+    storage = found.storage
+    if found.observed is None:
+        observed = await storage.create(target.claim("created"))
+        return Change(storage.description, "Created"), storage.outputs(observed)
+    observed = found.observed
+    if found.verdict == "adopt":
+        await storage.write_claim(observed, target.claim("adopted"), found.claim)
+    differences = tuple(storage.delta(observed))
     if differences:
-        observed = await resource.update(observed)
-    produced = resource.outputs(observed)
-    if not named(produced).items() <= named(known).items():
-        return Change(resource.description, "Adopted", differences), produced
+        observed = await storage.update(observed)
+    produced = storage.outputs(observed)
+    if found.verdict == "adopt":
+        return Change(storage.description, "Adopted", differences), produced
     if differences:
-        return Change(resource.description, "Updated", differences), produced
+        return Change(storage.description, "Updated", differences), produced
     return None, produced
+
+
+async def sync_configmap(configmap: SidecarConfigMap) -> tuple[Change | None, Outputs]:
+    observed = await configmap.read()
+    if observed is None:
+        observed = await configmap.create()
+        return Change(configmap.description, "Created"), configmap.outputs(observed)
+    differences = tuple(configmap.delta(observed))
+    if not differences:
+        return None, configmap.outputs(observed)
+    observed = await configmap.update(observed)
+    return Change(configmap.description, "Updated", differences), configmap.outputs(observed)
 
 
 async def observe(spec: AgentPersistenceSpec, target: Target, context: Context) -> Drift:
     """Read every resource; how they depart from the spec (nothing is changed)."""
     differences: list[str] = []
     missing = False
-    async with planned(spec, target, context, target.outputs) as resources:
+    async with planned(spec, target, context, target.outputs) as plan:
+        resources: list[Storage[Any] | SidecarConfigMap] = [*plan.storage, plan.configmap]
         for resource in resources:
             observed = await resource.read()
             if observed is None:
@@ -250,23 +356,30 @@ class Release:
 
 
 async def release(spec: AgentPersistenceSpec, target: Target, context: Context) -> Release:
-    """Delete the ConfigMap, and the claimed storage if the policy says so."""
+    """Delete the ConfigMap, and the storage this resource created if the policy says so;
+    let go of the rest of the storage it claimed."""
     deleted: list[str] = []
     retained: list[str] = []
-    known = named(target.outputs)
-    async with planned(spec, target, context, target.outputs) as resources:
-        for resource in reversed(resources):
-            key, value = resource.claim
-            claimed = known.get(key) == value
-            if isinstance(resource, SidecarConfigMap) and await resource.foreign():
-                retained.append(f"{resource.description} (not this resource's)")
-            elif isinstance(resource, SidecarConfigMap) or (claimed and _deleting(spec)):
-                await resource.delete()
-                deleted.append(resource.description)
-            elif claimed:
-                retained.append(f"{resource.description} (deletionPolicy: Retain)")
+    async with planned(spec, target, context, target.outputs) as plan:
+        if await plan.configmap.foreign():
+            retained.append(f"{plan.configmap.description} (not this resource's)")
+        else:
+            await plan.configmap.delete()
+            deleted.append(plan.configmap.description)
+        for storage in reversed(plan.storage):
+            observed = await storage.read()
+            claim = None if observed is None else await storage.read_claim(observed)
+            if observed is None:
+                retained.append(f"{storage.description} (does not exist)")
+            elif claim is None or claim.uid != target.uid:
+                retained.append(f"{storage.description} (never provisioned or adopted)")
+            elif ownership.deletable(claim, target.uid) and _deleting(spec):
+                await storage.delete()
+                deleted.append(storage.description)
             else:
-                retained.append(f"{resource.description} (never provisioned or adopted)")
+                await storage.clear_claim(observed, claim)
+                why = "adopted" if claim.kind == "adopted" else "deletionPolicy: Retain"
+                retained.append(f"{storage.description} ({why})")
     return Release(tuple(deleted), tuple(retained))
 
 

@@ -2,8 +2,9 @@
 
 :class:`AgentPersistenceSpec` *is* the sidecar's :class:`SidecarConfig` (same blocks, same
 validators, same camelCase aliases) with the fields only the operator reads added beside
-them: ``deletionPolicy``, ``sidecar`` (the injected container), ``serviceAccountName`` (how the
-sidecar gets AWS credentials) and ``agentcoreMemory``. The CRD's schema is generated from
+them: ``deletionPolicy``, ``adoptExisting``, ``sidecar`` (the injected container),
+``serviceAccountName`` (how the sidecar gets AWS credentials), ``agentcoreMemory`` and
+``valkeyCredentials``. The CRD's schema is generated from
 this model (:mod:`.crd`) and the ConfigMap the sidecar reads is :func:`sidecar_config` of it,
 so the resource, the operator and the sidecar cannot disagree on a field.
 
@@ -16,10 +17,17 @@ its id (and region) into the sidecar's ConfigMap once the memory is ``ACTIVE``.
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from agentpersistence.sidecar.settings import SidecarConfig, describe_errors
+from agentpersistence.sidecar.settings import (
+    SidecarConfig,
+    ValkeyConnectionSettings,
+    describe_errors,
+)
+
+from . import naming
 
 DeletionPolicy = Literal["Retain", "Delete"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -109,6 +117,37 @@ class SidecarContainer(_Block):
     )
 
 
+class ValkeyCredentials(_Block):
+    """A Secret in the resource's namespace holding the Valkey password (and ACL user).
+
+    The webhook mounts it into the sidecar container only; the sidecar's config names the
+    mounted files (``passwordFile``, ``usernameFile``) in every Valkey block, so the password
+    is in no ConfigMap, status, event or log. A rotated Secret is used from the sidecar's
+    next connection on. The operator reads it (``get`` on that Secret) only to create the
+    store's search index.
+    """
+
+    secret_name: str = Field(
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Name of the Secret, in the resource's namespace.",
+    )
+    password_key: str = Field(
+        default="password",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the password in the Secret.",
+    )
+    username_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the ACL user name in the Secret; unset: the default user.",
+    )
+
+
 class AgentCoreMemorySpec(_Block):
     """A Bedrock AgentCore Memory the operator provisions (its id appears in the status).
 
@@ -138,9 +177,17 @@ class AgentPersistenceSpec(SidecarConfig):
 
     deletion_policy: DeletionPolicy = Field(
         default="Retain",
-        description="What happens to the provisioned tables, buckets, indexes and memories "
-        "when this resource is deleted: Retain keeps them (and their data), Delete removes "
-        "them. The sidecar's ConfigMap is always removed.",
+        description="What happens to the tables, buckets, indexes and memories this resource "
+        "created when it is deleted: Retain keeps them (and their data), Delete removes "
+        "them. Adopted storage is always kept; so is storage another resource owns. The "
+        "sidecar's ConfigMap is always removed.",
+    )
+    adopt_existing: bool = Field(
+        default=False,
+        description="Use tables, buckets, indexes and memories that already exist and that "
+        "no other AgentPersistence claims. Adopted storage is tagged as used by this resource "
+        "and is never deleted by it, whatever deletionPolicy says. Unset: existing storage "
+        "is refused (reason AdoptionRefused) and nothing is changed.",
     )
     sidecar: SidecarContainer | None = Field(
         default=None, description="The injected sidecar container (image, pull policy, resources)."
@@ -161,6 +208,40 @@ class AgentPersistenceSpec(SidecarConfig):
         description="Provision a Bedrock AgentCore Memory. A checkpointer or store on "
         "backend agentcore-memory without a memoryId uses it.",
     )
+    valkey_credentials: ValkeyCredentials | None = Field(
+        default=None,
+        description="A Secret with the password (and user) of every Valkey block, mounted "
+        "into the sidecar only: keep passwords out of the urls, this resource and its "
+        "ConfigMap.",
+    )
+
+    @model_validator(mode="after")
+    def _credentials_in_one_place(self) -> AgentPersistenceSpec:
+        if self.valkey_credentials is None:
+            return self
+        blocks = valkey_blocks(self)
+        if not blocks:
+            raise ValueError(
+                "valkeyCredentials is set but no checkpointer, store or cache uses backend "
+                "valkey: remove it"
+            )
+        for path, block in blocks.items():
+            if urlsplit(block.url).password is not None:
+                raise ValueError(
+                    f"{path}.url carries a password and valkeyCredentials is set: remove the "
+                    "password from the url (it would be stored in the resource)"
+                )
+            for field, value in (
+                ("passwordFile", block.password_file),
+                ("usernameFile", block.username_file),
+                ("iamAuth", block.iam_auth),
+            ):
+                if value is not None:
+                    raise ValueError(
+                        f"{path}.{field} and valkeyCredentials are both set: keep "
+                        "valkeyCredentials (the operator fills in the files)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _memories_named(self) -> AgentPersistenceSpec:
@@ -173,6 +254,17 @@ class AgentPersistenceSpec(SidecarConfig):
                     "operator to provision one"
                 )
         return self
+
+
+def valkey_blocks(config: SidecarConfig) -> dict[str, ValkeyConnectionSettings]:
+    """The spec's Valkey blocks by path (``checkpointer.valkey``, ...)."""
+    found: dict[str, ValkeyConnectionSettings] = {}
+    for name in SIDECAR_FIELDS:
+        block = getattr(config, name)
+        settings = getattr(block, "valkey", None) if block is not None else None
+        if isinstance(settings, ValkeyConnectionSettings):
+            found[f"{name}.valkey"] = settings
+    return found
 
 
 def parse_spec(data: Any) -> AgentPersistenceSpec:
@@ -192,7 +284,9 @@ def sidecar_config(spec: AgentPersistenceSpec, memory_arn: str | None = None) ->
 
     Blocks on ``agentcore-memory`` without a ``memoryId`` get the provisioned memory's id and
     (unless they set one) its region, both read from ``memory_arn``
-    (``arn:<partition>:bedrock-agentcore:<region>:<account>:memory/<id>``).
+    (``arn:<partition>:bedrock-agentcore:<region>:<account>:memory/<id>``). With
+    ``valkeyCredentials``, every Valkey block gets ``passwordFile`` (and ``usernameFile``)
+    naming the Secret's files where the webhook mounts them.
     """
     blocks = spec.model_dump(include=set(SIDECAR_FIELDS))
     for name in spec.unnamed_memories():
@@ -203,6 +297,12 @@ def sidecar_config(spec: AgentPersistenceSpec, memory_arn: str | None = None) ->
         settings["memory_id"] = memory_id
         settings["region"] = settings.get("region") or region
         blocks[name]["agentcore_memory"] = settings
+    if spec.valkey_credentials is not None:
+        for path in valkey_blocks(spec):
+            settings = blocks[path.partition(".")[0]]["valkey"]
+            settings["password_file"] = naming.VALKEY_PASSWORD_FILE
+            if spec.valkey_credentials.username_key is not None:
+                settings["username_file"] = naming.VALKEY_USERNAME_FILE
     config = SidecarConfig.model_validate(blocks)
     dumped: dict[str, Any] = config.model_dump(by_alias=True, exclude_none=True, mode="json")
     return dumped

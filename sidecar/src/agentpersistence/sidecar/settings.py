@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -37,12 +38,97 @@ class MemorySettings(_Model):
     """In-process dictionaries: for development and tests; lost when the sidecar stops."""
 
 
-class ValkeySettings(_Model):
+class ValkeyIamAuthSettings(_Model):
+    """ElastiCache IAM authentication: each new connection authenticates as ``userId`` with a
+    fresh token, a SigV4-presigned ``connect`` request signed with the credentials of the
+    standard AWS chain (web identity in a pod). Tokens live 15 minutes, but ElastiCache keeps
+    an authenticated connection up to 12 hours; connections the pool opens again later get
+    a fresh token each. Needs ``valkeys://`` (ElastiCache takes IAM tokens only over TLS)."""
+
+    user_id: str = Field(
+        min_length=1, description="The IAM-enabled ElastiCache user (its user id and name)."
+    )
+    cache_name: str = Field(
+        min_length=1,
+        description="The replication group id, or the serverless cache's name (lowercase).",
+    )
+    region: str | None = Field(
+        default=None,
+        description="The cache's AWS region; default: AWS_REGION, then the AWS config chain.",
+    )
+    serverless: bool = Field(default=False, description="Whether cacheName is a serverless cache.")
+
+
+TLS_SCHEMES = frozenset({"valkeys", "rediss"})
+"""URL schemes over TLS (valkey-py reads ``rediss://`` as ``valkeys://``)."""
+
+
+class ValkeyConnectionSettings(_Model):
+    """Where a Valkey backend connects and as whom: the fields every Valkey block shares."""
+
     url: str = Field(
         description="Valkey URL: valkey:// or valkeys:// (TLS: the server's certificate and "
         "hostname are verified; ssl_ca_certs=PATH names the CA, ssl_check_hostname=false "
         "skips the hostname), optional user:password@ and /db."
     )
+    max_connections: int = Field(default=64, gt=0, description="Connection pool size.")
+    socket_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Per-command timeout towards Valkey."
+    )
+    password_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Path of a file holding the password (e.g. a mounted Kubernetes Secret), "
+        "read at every new connection so a rotated Secret is used from then on; a trailing "
+        "newline is ignored. Keeps the password out of the URL.",
+    )
+    username_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Path of a file holding the ACL user name, read with passwordFile; "
+        "default: the URL's user, else the default user.",
+    )
+    iam_auth: ValkeyIamAuthSettings | None = Field(
+        default=None,
+        description="ElastiCache IAM authentication instead of a password (needs valkeys://).",
+    )
+
+    @model_validator(mode="after")
+    def _one_credentials_source(self) -> ValkeyConnectionSettings:
+        problem = credentials_conflict(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def credentials_conflict(settings: ValkeyConnectionSettings) -> str | None:
+    """Why the block's credential fields contradict each other; None when they agree."""
+    parts = urlsplit(settings.url)
+    given = (("passwordFile", settings.password_file), ("iamAuth", settings.iam_auth))
+    sources = [alias for alias, value in given if value is not None]
+    if parts.password is not None and sources:
+        return (
+            f"the url carries a password and {sources[0]} is given: take the password out "
+            "of the url"
+        )
+    if len(sources) > 1:
+        return "passwordFile and iamAuth are both given: keep one"
+    if settings.username_file is not None and settings.password_file is None:
+        return "usernameFile needs passwordFile (a user name alone cannot log in)"
+    if settings.username_file is not None and parts.username:
+        return "the url names a user and usernameFile is given: keep one"
+    if settings.iam_auth is not None:
+        if parts.username:
+            return "the url names a user and iamAuth is given: iamAuth logs in as its userId"
+        if parts.scheme not in TLS_SCHEMES:
+            return (
+                f"iamAuth needs a valkeys:// url, not {parts.scheme}://: ElastiCache accepts "
+                "IAM tokens only over TLS, and a token sent in clear could be replayed"
+            )
+    return None
+
+
+class ValkeySettings(ValkeyConnectionSettings):
     key_prefix: str = Field(
         default="ap", description="Prefix of every key, so several deployments can share a server."
     )
@@ -50,10 +136,6 @@ class ValkeySettings(_Model):
         default=None,
         gt=0,
         description="Expire a thread's keys this long after its last write; unset keeps them.",
-    )
-    max_connections: int = Field(default=64, gt=0, description="Connection pool size.")
-    socket_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="Per-command timeout towards Valkey."
     )
 
 
@@ -217,13 +299,9 @@ class IndexSettings(_Model):
     )
 
 
-class ValkeyStoreSettings(_Model):
+class ValkeyStoreSettings(ValkeyConnectionSettings):
     url: str = Field(description="Valkey URL, as for the checkpointer.")
     key_prefix: str = Field(default="ap", description="Prefix of every key and of the index.")
-    max_connections: int = Field(default=64, gt=0, description="Connection pool size.")
-    socket_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="Per-command timeout towards Valkey."
-    )
     max_exact_search: int = Field(
         default=10_000,
         gt=0,
@@ -340,13 +418,9 @@ class StoreConfig(_Model):
         return self
 
 
-class ValkeyCacheSettings(_Model):
+class ValkeyCacheSettings(ValkeyConnectionSettings):
     url: str = Field(description="Valkey URL, as for the checkpointer.")
     key_prefix: str = Field(default="ap", description="Prefix of every key.")
-    max_connections: int = Field(default=64, gt=0, description="Connection pool size.")
-    socket_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="Per-command timeout towards Valkey."
-    )
 
 
 class CacheConfig(_Model):

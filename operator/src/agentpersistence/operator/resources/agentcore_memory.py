@@ -8,6 +8,9 @@ the operator's ``memory_wait_seconds`` and otherwise retries later (``Ready=Fals
 reason ``Creating``). ``eventExpiryDays`` and ``description`` are updated in place (an unset
 description leaves the memory's as it is); the name is immutable (the CRD says so). Deleting
 starts the deletion (``DELETING``) and returns.
+
+The claim (:mod:`..ownership`) is in the memory's tags: given to ``CreateMemory`` for a new
+memory (so it is never unclaimed), added with ``TagResource`` to an adopted one.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from botocore.exceptions import ClientError
 
 from agentpersistence.sidecar.backends import aws as aws_codes
 
-from .. import errors
+from .. import errors, ownership
 from ..bodies import Outputs
+from ..ownership import Claim
 from ..spec import AgentCoreMemorySpec
 
 if TYPE_CHECKING:
@@ -59,7 +63,7 @@ class AgentCoreMemory:
         self.known_id = known_id
         self.wait_seconds = wait_seconds
         self.description = f"AgentCore Memory {spec.name}"
-        self.claim = ("memoryId", known_id or "")
+        self.recorded_as = ("memoryId", known_id or "")
 
     async def read(self) -> MemoryState | None:
         with errors.guarded("aws", self.description):
@@ -81,17 +85,41 @@ class AgentCoreMemory:
             problems.append(f"{self.description} has another description")
         return problems
 
-    async def create(self) -> MemoryState:
+    async def create(self, claim: Claim) -> MemoryState:
         request: dict[str, Any] = {
             "name": self.spec.name,
             "eventExpiryDuration": self.spec.event_expiry_days,
             "clientToken": self._client_token(),
+            "tags": claim.tags(),
         }
         if self.spec.description:
             request["description"] = self.spec.description
         with errors.guarded("aws", self.description):
             created = await self.client.create_memory(**request)
         return await self._settled(_state(created["memory"]))
+
+    async def read_claim(self, observed: MemoryState) -> Claim | None:
+        with errors.guarded("aws", self.description):
+            return Claim.from_tags(await self._tags(observed))
+
+    async def write_claim(
+        self, observed: MemoryState, claim: Claim, replacing: Claim | None
+    ) -> None:
+        with errors.guarded("aws", self.description):
+            if Claim.from_tags(await self._tags(observed)) != replacing:
+                raise ownership.claimed_meanwhile(self.description)
+            await self.client.tag_resource(resourceArn=observed.arn, tags=claim.tags())
+
+    async def clear_claim(self, observed: MemoryState, claim: Claim) -> None:
+        with errors.guarded("aws", self.description):
+            if Claim.from_tags(await self._tags(observed)) == claim:
+                await self.client.untag_resource(
+                    resourceArn=observed.arn, tagKeys=list(ownership.TAG_KEYS)
+                )
+
+    async def _tags(self, observed: MemoryState) -> dict[str, str]:
+        found = await self.client.list_tags_for_resource(resourceArn=observed.arn)
+        return dict(found.get("tags", {}))
 
     async def update(self, observed: MemoryState) -> MemoryState:
         state = await self._settled(observed)

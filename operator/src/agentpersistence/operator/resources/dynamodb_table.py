@@ -6,20 +6,26 @@ other keys are a terminal error (the backend cannot use the table). TTL is alway
 attribute is only written when ``ttlSeconds`` is set, and DynamoDB allows one TTL change per
 hour, so switching ``ttlSeconds`` on later needs no table change. Billing mode and capacity
 are left as found (a platform team may choose provisioned capacity).
+
+The claim (:mod:`..ownership`) is an item of the table itself (``schema.CLAIM_PK``), written
+and removed with conditions, so two resources racing for one table cannot both win; a table
+the operator creates also carries the claim as tags from its creation (for IAM conditions and
+cost reports; the item is what the operator reads).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from agentpersistence.sidecar.backends import aws as aws_codes
 from agentpersistence.sidecar.backends.dynamodb import provisioning, schema
 
-from .. import errors
+from .. import errors, ownership
 from ..bodies import Outputs
+from ..ownership import Claim
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -50,7 +56,7 @@ class DynamoDBTable:
         self.client = client
         self.name = table_name
         self.description = f"DynamoDB table {table_name}"
-        self.claim = ("tableName", table_name)
+        self.recorded_as = ("tableName", table_name)
 
     async def read(self) -> TableState | None:
         with errors.guarded("aws", self.description):
@@ -86,16 +92,46 @@ class DynamoDBTable:
             )
         return problems
 
-    async def create(self) -> TableState:
-        return await self._ensure()
+    async def create(self, claim: Claim) -> TableState:
+        state = await self._ensure(claim.tags())
+        await self.write_claim(state, claim, None)
+        return state
+
+    async def read_claim(self, observed: TableState) -> Claim | None:
+        if observed.keys != wanted_keys(self.name):
+            return None  # it cannot hold the claim's item (nor the backend's)
+        with errors.guarded("aws", self.description):
+            found = await self.client.get_item(
+                TableName=self.name, Key=CLAIM_KEY, ConsistentRead=True
+            )
+        item = found.get("Item", {})
+        return Claim.from_tags({k: v["S"] for k, v in item.items() if "S" in v})
+
+    async def write_claim(
+        self, observed: TableState, claim: Claim, replacing: Claim | None
+    ) -> None:
+        self._check_keys(observed)
+        item = {**CLAIM_KEY, **{k: {"S": v} for k, v in claim.tags().items()}}
+        with errors.guarded("aws", self.description):
+            try:
+                await self.client.put_item(TableName=self.name, Item=item, **_unchanged(replacing))
+            except ClientError as exc:
+                if aws_codes.code_of(exc) == CONDITION_FAILED:
+                    raise ownership.claimed_meanwhile(self.description) from None
+                raise
+
+    async def clear_claim(self, observed: TableState, claim: Claim) -> None:
+        with errors.guarded("aws", self.description):
+            try:
+                await self.client.delete_item(
+                    TableName=self.name, Key=CLAIM_KEY, **_unchanged(claim)
+                )
+            except ClientError as exc:
+                if aws_codes.code_of(exc) != CONDITION_FAILED:
+                    raise
 
     async def update(self, observed: TableState) -> TableState:
-        if observed.keys != wanted_keys(self.name):
-            raise errors.Terminal(
-                f"{self.description} exists with keys {_keys(observed.keys)}; the DynamoDB "
-                f"backend needs {_keys(wanted_keys(self.name))}: choose another tableName",
-                reason="TableNotAdoptable",
-            )
+        self._check_keys(observed)
         if observed.status == "DELETING":
             raise errors.Retryable(f"{self.description} is being deleted", reason="Deleting")
         if observed.ttl_status in TTL_ON and observed.ttl_attribute != schema.EXPIRES:
@@ -117,13 +153,44 @@ class DynamoDBTable:
     def outputs(self, observed: TableState) -> Outputs:
         return {"tableName": observed.name, "tableArn": observed.arn}
 
-    async def _ensure(self) -> TableState:
+    def _check_keys(self, observed: TableState) -> None:
+        if observed.keys != wanted_keys(self.name):
+            raise errors.Terminal(
+                f"{self.description} exists with keys {_keys(observed.keys)}; the DynamoDB "
+                f"backend needs {_keys(wanted_keys(self.name))}: choose another tableName",
+                reason="TableNotAdoptable",
+            )
+
+    async def _ensure(self, tags: dict[str, str] | None = None) -> TableState:
         with errors.guarded("aws", self.description):
-            await provisioning.ensure_table(self.client, self.name)
+            await provisioning.ensure_table(self.client, self.name, tags)
         state = await self.read()
         if state is None:
             raise errors.Retryable(f"{self.description} vanished after creation", reason="Gone")
         return state
+
+
+CLAIM_KEY: dict[str, Any] = {
+    schema.PK: {"S": schema.CLAIM_PK},
+    schema.SK: {"S": schema.CLAIM_SK},
+}
+
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def _unchanged(claim: Claim | None) -> dict[str, Any]:
+    """The condition that the claim item is still ``claim`` (None: that there is none)."""
+    if claim is None:
+        return {
+            "ConditionExpression": "attribute_not_exists(#pk)",
+            "ExpressionAttributeNames": {"#pk": schema.PK},
+        }
+    return {
+        "ConditionExpression": "#uid = :uid",
+        "ExpressionAttributeNames": {"#uid": ownership.UID_TAG},
+        "ExpressionAttributeValues": {":uid": {"S": claim.uid}},
+    }
 
 
 def _keys(keys: KeySchema) -> str:

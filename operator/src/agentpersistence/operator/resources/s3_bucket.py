@@ -5,6 +5,11 @@ backend's (``schema.PUBLIC_ACCESS_BLOCK``, ``schema.ENCRYPTION``, ``schema.lifec
 applied by its ``provisioning.ensure_bucket``, which keeps lifecycle rules it finds (objects
 written under an earlier TTL keep expiring). Any default encryption counts as encrypted (an
 adopted bucket may use KMS). Deleting empties the bucket first (every object version).
+
+The claim (:mod:`..ownership`) is in the bucket's tags, merged with the tags it has (S3
+replaces a bucket's whole tag set on every write, so a claim is read, compared and written;
+S3 offers no conditional tagging, so two resources claiming one bucket within the same
+moment is the one race this cannot close).
 """
 
 from __future__ import annotations
@@ -18,18 +23,20 @@ from agentpersistence.sidecar.backends import aws as aws_codes
 from agentpersistence.sidecar.backends.dynamodb import provisioning, schema
 from agentpersistence.sidecar.settings import S3OffloadSettings
 
-from .. import errors
+from .. import errors, ownership
 from ..bodies import Outputs
+from ..ownership import Claim
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
+    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef, TagTypeDef
 
 MISSING_BUCKET = ("404", "NoSuchBucket", "NotFound")
 NOT_CONFIGURED = (
     "NoSuchPublicAccessBlockConfiguration",
     "ServerSideEncryptionConfigurationNotFoundError",
     "NoSuchLifecycleConfiguration",
+    "NoSuchTagSet",
 )
 DELETE_BATCH = 1000
 """Objects per ``DeleteObjects`` call (S3's limit)."""
@@ -60,7 +67,7 @@ class S3Bucket:
         self.region = region
         self.partition = partition
         self.description = f"S3 bucket {self.name}"
-        self.claim = ("bucketName", self.name)
+        self.recorded_as = ("bucketName", self.name)
 
     async def read(self) -> BucketState | None:
         with errors.guarded("aws", self.description):
@@ -84,8 +91,34 @@ class S3Bucket:
             problems.append(f"{self.description} lacks the lifecycle rule {rule}")
         return problems
 
-    async def create(self) -> BucketState:
-        return await self._ensure()
+    async def create(self, claim: Claim) -> BucketState:
+        state = await self._ensure()
+        await self.write_claim(state, claim, None)
+        return state
+
+    async def read_claim(self, observed: BucketState) -> Claim | None:
+        with errors.guarded("aws", self.description):
+            return Claim.from_tags(await self._tags())
+
+    async def write_claim(
+        self, observed: BucketState, claim: Claim, replacing: Claim | None
+    ) -> None:
+        with errors.guarded("aws", self.description):
+            tags = await self._tags()
+            if Claim.from_tags(tags) != replacing:
+                raise ownership.claimed_meanwhile(self.description)
+            await self._put_tags({**tags, **claim.tags()})
+
+    async def clear_claim(self, observed: BucketState, claim: Claim) -> None:
+        with errors.guarded("aws", self.description):
+            tags = await self._tags()
+            if Claim.from_tags(tags) != claim:
+                return
+            kept = {k: v for k, v in tags.items() if k not in ownership.TAG_KEYS}
+            if kept:
+                await self._put_tags(kept)
+            else:
+                await self.client.delete_bucket_tagging(Bucket=self.name)
 
     async def update(self, observed: BucketState) -> BucketState:
         return await self._ensure()
@@ -144,6 +177,18 @@ class S3Bucket:
             return frozenset()
         rules = found.get("Rules", [])
         return frozenset(r.get("ID", "") for r in rules if r.get("Status") == "Enabled")
+
+    async def _tags(self) -> dict[str, str]:
+        try:
+            found = await self.client.get_bucket_tagging(Bucket=self.name)
+        except ClientError as exc:
+            _unconfigured(exc)
+            return {}
+        return {tag["Key"]: tag["Value"] for tag in found.get("TagSet", [])}
+
+    async def _put_tags(self, tags: dict[str, str]) -> None:
+        tag_set: list[TagTypeDef] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        await self.client.put_bucket_tagging(Bucket=self.name, Tagging={"TagSet": tag_set})
 
     def _rule_id(self) -> str | None:
         return schema.lifecycle_rule(self.ttl_seconds)["ID"] if self.ttl_seconds else None

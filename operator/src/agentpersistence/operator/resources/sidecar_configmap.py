@@ -86,7 +86,6 @@ class SidecarConfigMap:
         self.settings = settings
         self.logger = logger
         self.description = f"ConfigMap {self.name}"
-        self.claim = ("configMapName", self.name)
 
     async def read(self) -> ConfigMapState | None:
         found = await kube.read(self.path, settings=self.settings, logger=self.logger)
@@ -126,6 +125,12 @@ class SidecarConfigMap:
         """Whether a ConfigMap of this name exists that this resource does not own."""
         observed = await self.read()
         return observed is not None and not observed.owned
+
+    async def check_usable(self) -> None:
+        """Raise if a ConfigMap of this name exists that this resource may not write."""
+        observed = await self.read()
+        if observed is not None and not observed.owned:
+            raise self._not_ours(observed)
 
     def _not_ours(self, observed: ConfigMapState) -> errors.ReconcileError:
         if self.owner.name in observed.previous_owners:

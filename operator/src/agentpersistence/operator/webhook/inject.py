@@ -32,6 +32,9 @@ Either way the annotation ``agentpersistence.io/name`` names the pod's ``AgentPe
   privilege escalation, every capability dropped, ``RuntimeDefault`` seccomp; a startup probe
   ``test -S <socket>`` (the socket appears only once the sidecar is ready to serve), and with
   a probe port, liveness on ``/healthz`` and readiness on ``/readyz``;
+- with ``spec.valkeyCredentials``, its Secret (the password and user keys only) mounted
+  read-only at ``naming.VALKEY_CREDENTIALS_DIR`` in the sidecar alone; with
+  ``spec.sidecar.awsIdentity``, a projected token there too (and the role in its env);
 - the sidecar's group in the pod's ``securityContext.supplementalGroups``: the socket is mode
   0660, so app containers need that group to connect, whatever user they run as;
 - ``serviceAccountName`` from the resource's ``spec.serviceAccountName`` (how the sidecar gets
@@ -269,7 +272,7 @@ def _conflicts(pod: Pod, settings: InjectionSettings) -> Refusal | None:
 
 
 def _volume_conflicts(spec: PodSpec) -> list[str]:
-    reserved = {SOCKET_VOLUME, CONFIG_VOLUME, AWS_TOKEN_VOLUME}
+    reserved = {SOCKET_VOLUME, CONFIG_VOLUME, AWS_TOKEN_VOLUME, VALKEY_CREDENTIALS_VOLUME}
     return [
         f"volume {v.get('name')!r} is reserved for the sidecar; rename it"
         for v in spec.get("volumes") or []
@@ -434,6 +437,32 @@ def _service_account(spec: PodSpec, resource: AgentPersistenceView) -> list[Patc
 AWS_TOKEN_VOLUME: Final = "agentpersistence-aws-token"
 AWS_TOKEN_DIR: Final = "/var/run/secrets/agentpersistence/aws"
 AWS_TOKEN_FILE: Final = "token"
+VALKEY_CREDENTIALS_VOLUME: Final = "agentpersistence-valkey-credentials"
+SECRET_FILE_MODE: Final = 0o444
+"""Readable by the sidecar's non-root user; the volume is mounted into no other container."""
+
+
+def _valkey_credentials(resource: AgentPersistenceView) -> dict[str, JsonValue] | None:
+    """``spec.valkeyCredentials`` (validated by the CRD), if the resource sets one."""
+    credentials = resource["spec"].get("valkeyCredentials")
+    if isinstance(credentials, dict) and credentials.get("secretName"):
+        return credentials
+    return None
+
+
+def _credentials_volume(credentials: dict[str, JsonValue]) -> Volume:
+    """The Secret's password (and user name) as the files the sidecar's config names."""
+    items: list[JsonValue] = [
+        {"key": credentials.get("passwordKey") or "password", "path": "password"}
+    ]
+    if credentials.get("usernameKey"):
+        items.append({"key": credentials["usernameKey"], "path": "username"})
+    secret: dict[str, JsonValue] = {
+        "secretName": credentials["secretName"],
+        "items": items,
+        "defaultMode": SECRET_FILE_MODE,
+    }
+    return {"name": VALKEY_CREDENTIALS_VOLUME, "secret": secret}
 
 
 def _aws_identity(resource: AgentPersistenceView) -> dict[str, JsonValue] | None:
@@ -444,8 +473,8 @@ def _aws_identity(resource: AgentPersistenceView) -> dict[str, JsonValue] | None
 
 
 def pod_volumes(resource: AgentPersistenceView, settings: InjectionSettings) -> list[Volume]:
-    """The socket's in-memory volume, the sidecar's config volume and, with an AWS identity,
-    its projected token (mounted into the sidecar only)."""
+    """The socket's in-memory volume, the sidecar's config volume and, mounted into the sidecar
+    only: with an AWS identity its projected token, with Valkey credentials their Secret."""
     volumes = _shared_volumes(resource)
     identity = _aws_identity(resource)
     if identity is not None:
@@ -457,6 +486,9 @@ def pod_volumes(resource: AgentPersistenceView, settings: InjectionSettings) -> 
         volumes.append(
             {"name": AWS_TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}
         )
+    credentials = _valkey_credentials(resource)
+    if credentials is not None:
+        volumes.append(_credentials_volume(credentials))
     return volumes
 
 
@@ -512,6 +544,13 @@ def sidecar_container(resource: AgentPersistenceView, settings: InjectionSetting
             "readOnly": True,
         }
         container["volumeMounts"].append(mount)
+    if _valkey_credentials(resource) is not None:
+        secret_mount: VolumeMount = {
+            "name": VALKEY_CREDENTIALS_VOLUME,
+            "mountPath": naming.VALKEY_CREDENTIALS_DIR,
+            "readOnly": True,
+        }
+        container["volumeMounts"].append(secret_mount)
     container["securityContext"] = sidecar_security_context(settings)
     container |= _probes(settings)
     if settings.native_sidecars:

@@ -120,6 +120,7 @@ class Volume(TypedDict, total=False):
     emptyDir: EmptyDirVolumeSource
     configMap: ConfigMapVolumeSource
     projected: dict[str, JsonValue]
+    secret: dict[str, JsonValue]
 
 
 class PodSpec(TypedDict, total=False):

@@ -9,6 +9,7 @@ while serving it never changes a table's or a bucket's configuration.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -28,10 +29,16 @@ TABLE_WAIT_ATTEMPTS = 300
 log = logging.getLogger("agentpersistence.sidecar.dynamodb")
 
 
-async def ensure_table(client: DynamoDBClient, table_name: str) -> None:
-    """Create the table (on-demand billing) and enable TTL on ``expires``; wait until active."""
+async def ensure_table(
+    client: DynamoDBClient, table_name: str, tags: Mapping[str, str] | None = None
+) -> None:
+    """Create the table (on-demand billing, with ``tags`` if new) and enable TTL on
+    ``expires``; wait until active."""
     try:
-        await client.create_table(**schema.table_definition(table_name))
+        definition = schema.table_definition(table_name)
+        if tags:
+            definition["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        await client.create_table(**definition)
         log.info("created DynamoDB table", extra={"table": table_name})
     except client.exceptions.ResourceInUseException:
         pass  # exists, or is being created

@@ -13,6 +13,7 @@ checkpoint id::
     t#<thread>     N(ns) E(id) " " E(task) " " <idx>   w     one pending write of it
     reg#<shard>    t#<thread>                          -     "the thread exists" (listing all)
     run#<run>      <sha256 of thread, ns, id>          -     "this run wrote that checkpoint"
+    claim          claim                               -     which AgentPersistence uses it
 
 ``N(ns)`` writes each UTF-8 byte of the namespace as the two hex digits of its complement and
 ends with ``~`` (above every hex digit): namespaces sort in *descending* order and no ``N`` is
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
 # --- attributes ---------------------------------------------------------------------------
 
 PK, SK = "PK", "SK"
+CLAIM_PK = CLAIM_SK = "claim"
+"""The key of the item where the operator records which ``AgentPersistence`` uses the table
+(no thread's partition key can be ``claim``: they all start ``t#``, ``reg#`` or ``run#``)."""
 KIND = "kind"
 """``c`` for a checkpoint item, ``w`` for a pending write item."""
 CHECKPOINT, WRITE = "c", "w"

@@ -14,9 +14,14 @@ Two clients, one per kind of use:
   each batch then goes to every node it concerns in parallel (all keys of one thread live in
   one slot, so each thread's script still runs on one node).
 
+Both clients authenticate each new connection with a login from the same :mod:`.credentials`
+source (the settings' ``passwordFile`` or ``iamAuth``, else the URL's password, or what the
+caller passes as ``credentials=``): the user and password of the URL never reach valkey-py.
+
 Nothing outside this module touches either client, so the error mapping of :mod:`.errors`
-applies to every call the backend makes. The checkpoint, store and cache backends each open
-their own ``Connection`` with their own settings and scripts.
+applies to every call the backend makes (a credentials source that cannot give a login
+raises its own :class:`.credentials.CredentialsUnavailable`). The checkpoint, store and cache
+backends each open their own ``Connection`` with their own settings and scripts.
 """
 
 from __future__ import annotations
@@ -25,15 +30,18 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from valkey import exceptions as vx
 from valkey.asyncio import BlockingConnectionPool, Valkey
 from valkey.asyncio.cluster import ValkeyCluster
+from valkey.asyncio.connection import SSLConnection, parse_url
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol.errors import SidecarError
 
+from ...settings import ValkeyConnectionSettings
+from . import credentials as cr
 from . import errors, resp, scripts
 
 Arg = resp.Arg
@@ -51,17 +59,13 @@ def evalsha(script: scripts.Script, keys: Sequence[Arg], args: Sequence[Arg]) ->
     return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
-class ConnectionSettings(Protocol):
-    """What a connection needs of a backend's settings (every Valkey settings block has it)."""
+ConnectionSettings = ValkeyConnectionSettings
+"""What a connection needs of a backend's settings (every Valkey settings block is one)."""
 
-    @property
-    def url(self) -> str: ...
 
-    @property
-    def max_connections(self) -> int: ...
-
-    @property
-    def socket_timeout_seconds(self) -> float: ...
+def translate(exc: BaseException, where: str) -> SidecarError:
+    """:func:`.errors.translate`, except that a credentials error is raised as it is."""
+    return cr.unwrap(exc) or errors.translate(exc, where)
 
 
 @dataclass(frozen=True)
@@ -82,16 +86,21 @@ async def execute(client: Client, command: Command, *, route: str | None = None)
 class Connection:
     """The clients of the server (or cluster) in ``settings.url``: on a standalone server,
     the lean link for batches and valkey-py's pool for the rest; on a cluster, valkey-py's
-    cluster client for everything."""
+    cluster client for everything. ``credentials`` replaces what the settings name (the
+    operator passes a password it read from a Kubernetes Secret as ``credentials.Static``)."""
 
     def __init__(
         self,
         settings: ConnectionSettings,
         script_set: Sequence[scripts.Script] = scripts.CHECKPOINT,
+        *,
+        credentials: cr.Credentials | None = None,
     ) -> None:
         self.settings = settings
         self.where = errors.describe_url(settings.url)
         """How messages name the server: host, port and database, never the password."""
+        self.credentials = credentials if credentials is not None else cr.for_settings(settings)
+        """Asked for a login by every new connection of both clients; None sends no ``AUTH``."""
         self._scripts = tuple(script_set)
         self._client: Client | None = None
         self._link: resp.Link | None = None
@@ -104,19 +113,24 @@ class Connection:
             await self._load_scripts()
         except _FAILURES as exc:
             await self.close()
-            raise errors.translate(exc, self.where) from None
+            raise translate(exc, self.where) from None
+        except BaseException:
+            await self.close()
+            raise
         cluster = isinstance(self._client, ValkeyCluster)
         log.info("connected to Valkey", extra={"valkey": self.where, "cluster": cluster})
 
     async def _connect(self) -> Client:
         timeout = self.settings.socket_timeout_seconds
         client = Valkey(
-            connection_pool=BlockingConnectionPool.from_url(
-                self.settings.url,
+            connection_pool=BlockingConnectionPool(
+                **self._url_options(),
                 max_connections=self.settings.max_connections,
-                timeout=timeout,  # waiting for a free connection of the pool
+                # seconds waiting for a free connection (valkey-py annotates int, takes float)
+                timeout=timeout,  # type: ignore[arg-type]
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
+                credential_provider=cr.provider(self.credentials),
             )
         )
         self._client = client  # closed by open() if what follows fails
@@ -124,21 +138,34 @@ class Connection:
         if info.get("cluster_enabled"):
             await client.aclose(close_connection_pool=True)
             return await self._connect_cluster()
-        self._link = resp.Link(resp.Address.from_url(self.settings.url), timeout)
+        address = resp.Address.from_url(self.settings.url)
+        self._link = resp.Link(address, timeout, self.credentials)
         await self._link.open()
         return client
 
     async def _connect_cluster(self) -> ValkeyCluster:
         timeout = self.settings.socket_timeout_seconds
-        cluster = ValkeyCluster.from_url(
-            self.settings.url,
+        options = self._url_options()
+        if options.pop("connection_class", None) is SSLConnection:
+            options["ssl"] = True  # as ValkeyCluster.from_url reads valkeys://
+        cluster = ValkeyCluster(
+            **options,
             max_connections=self.settings.max_connections,  # per node
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            credential_provider=cr.provider(self.credentials),
         )
         self._client = cluster
         await cluster.initialize()
         return cluster
+
+    def _url_options(self) -> dict[str, Any]:
+        """valkey-py's reading of the URL (as ``from_url`` would pass it), without the user
+        and password: those come from :attr:`credentials`, for every new connection."""
+        options: dict[str, Any] = dict(parse_url(self.settings.url))
+        options.pop("username", None)
+        options.pop("password", None)
+        return options
 
     async def close(self) -> None:
         link, self._link = self._link, None
@@ -162,7 +189,7 @@ class Connection:
                 if isinstance(reply, Exception):
                     return await self._after_refusal(commands, replies)
         except _FAILURES as exc:
-            raise errors.translate(exc, self.where) from None
+            raise translate(exc, self.where) from None
         return replies
 
     async def _after_refusal(self, commands: Sequence[Command], replies: list[Any]) -> list[Any]:
@@ -173,7 +200,7 @@ class Connection:
             replies = await self._send(commands)
         for reply in replies:
             if isinstance(reply, Exception):
-                raise errors.translate(reply, self.where)
+                raise translate(reply, self.where)
         return replies
 
     async def health(self, block: str) -> m.BackendHealth:
@@ -199,18 +226,18 @@ class Connection:
         try:
             return await execute(client, command, route=route)
         except vx.NoScriptError as exc:
-            raise errors.translate(exc, self.where) from None
+            raise translate(exc, self.where) from None
         except vx.ResponseError as exc:
             return Refusal(str(exc))
         except _FAILURES as exc:
-            raise errors.translate(exc, self.where) from None
+            raise translate(exc, self.where) from None
 
     async def call(self, use: Callable[[Client], Awaitable[T]]) -> T:
         """Run ``use`` on valkey-py's client (for code shared with the operator)."""
         try:
             return await use(self._connected())
         except _FAILURES as exc:
-            raise errors.translate(exc, self.where) from None
+            raise translate(exc, self.where) from None
 
     def _send(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
         """The replies of ``commands``, error replies as exception instances in their place."""

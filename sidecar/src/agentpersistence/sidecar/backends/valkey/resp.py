@@ -17,14 +17,16 @@ The pieces:
   element needs have arrived (one join per element however it was cut, so a large bulk costs
   two copies, not one per piece).
 - :class:`Link`: one connection (a :class:`Wire`, an asyncio ``Protocol``), opened lazily
-  with ``AUTH`` and ``SELECT`` from the URL (parsed by valkey-py's own ``parse_url``: host,
-  port, ``/db``, user and password, ``valkeys://`` with valkey-py's TLS context from the
-  ``ssl_*`` query arguments, ``unix://`` paths). A batch is one write; replies are matched to
-  batches by order (a FIFO), so concurrent callers share the connection (multiplexing): their
-  batches queue on the socket instead of waiting for a free pooled connection. Measured here
-  with 8 to 64 concurrent callers: 50-60k batches/s on one connection, about 6x valkey-py's
-  pool of 64; a second connection added under 10%, so there is one (``max_connections``
-  bounds valkey-py's pool, which serves the rest).
+  with ``AUTH`` and ``SELECT``: the login asked of its :mod:`.credentials` source for each
+  new connection (by default the URL's user and password), the database from the URL (parsed
+  by valkey-py's own ``parse_url``: host, port, ``/db``, user and password, ``valkeys://``
+  with valkey-py's TLS context from the ``ssl_*`` query arguments, ``unix://`` paths). A
+  batch is one write; replies are matched to batches by order (a FIFO), so concurrent
+  callers share the connection (multiplexing): their batches queue on the socket instead of
+  waiting for a free pooled connection. Measured here with 8 to 64 concurrent callers:
+  50-60k batches/s on one connection, about 6x valkey-py's pool of 64; a second connection
+  added under 10%, so there is one (``max_connections`` bounds valkey-py's pool, which
+  serves the rest).
 
 **Replies are raw RESP2**, as valkey-py's parser gives them before its response callbacks:
 bulk strings as bytes, integers as int, simple strings as bytes, arrays as lists (nested),
@@ -65,6 +67,8 @@ from valkey import connection as vc
 from valkey import exceptions as vx
 from valkey._parsers.base import BaseParser
 from valkey.asyncio.connection import ValkeySSLContext
+
+from .credentials import Credentials, Login, Static
 
 Arg = str | bytes | int | float
 Command = tuple[Arg, ...]
@@ -248,12 +252,16 @@ class Address:
             tls=_tls_context(kwargs) if tls else None,
         )
 
-    def handshake(self) -> list[Command]:
-        """What a new connection sends first: ``AUTH`` and ``SELECT``, as the URL asks."""
+    def credentials(self) -> Static | None:
+        """The URL's user and password, if it has a password."""
+        return None if self.password is None else Static(self.username, self.password)
+
+    def handshake(self, login: Login | None) -> list[Command]:
+        """What a new connection sends first: ``AUTH`` as ``login``, ``SELECT`` as the URL asks."""
         commands: list[Command] = []
-        if self.password is not None:
-            user = (self.username,) if self.username else ()
-            commands.append(("AUTH", *user, self.password))
+        if login is not None:
+            user = (login.username,) if login.username else ()
+            commands.append(("AUTH", *user, login.password))
         if self.db:
             commands.append(("SELECT", self.db))
         return commands
@@ -394,10 +402,14 @@ class Wire(asyncio.Protocol):
 class Link:
     """Batches to one standalone server over one connection, opened again when it fails."""
 
-    def __init__(self, address: Address, timeout: float) -> None:
+    def __init__(
+        self, address: Address, timeout: float, credentials: Credentials | None = None
+    ) -> None:
         self.address = address
         self.timeout = timeout
         """Seconds for connecting, and for each batch's replies."""
+        self.credentials = credentials if credentials is not None else address.credentials()
+        """Asked for a login by each new connection; None sends no ``AUTH``."""
         self._wire: Wire | None = None
         self._opening = asyncio.Lock()
         self._closed = False
@@ -480,7 +492,8 @@ class Link:
 
     async def _handshake(self, wire: Wire) -> None:
         """``AUTH`` and ``SELECT``; raise the first refusal (e.g. ``AuthenticationError``)."""
-        commands = self.address.handshake()
+        login = self.credentials.login() if self.credentials is not None else None
+        commands = self.address.handshake(login)
         if not commands:
             return
         for reply in await wire.send(pack(commands), len(commands)):
