@@ -18,6 +18,11 @@ VALKEY_IMAGE = "docker.io/agentpersistence/e2e-valkey:0.1.0"
 INJECT_LABEL = "agentpersistence.io/inject"
 NAME_ANNOTATION = "agentpersistence.io/name"
 NAMESPACE_OPT_IN = "enabled"
+VALKEY_PASSWORD = "e2e-valkey-password-7f3a9c"
+"""What the cluster's Valkey requires; the resources get it from the Secret ``valkey-auth``."""
+VALKEY_SECRET = "valkey-auth"
+OPERATOR = "agentpersistence"
+"""The chart's full name as the journey installs it: its ServiceAccount and role prefix."""
 
 JsonObject = dict[str, Any]
 
@@ -46,6 +51,7 @@ def valkey(ns: str) -> list[JsonObject]:
                             "name": "valkey",
                             "image": VALKEY_IMAGE,
                             "imagePullPolicy": "IfNotPresent",
+                            "args": ["--requirepass", VALKEY_PASSWORD],
                             "ports": [{"name": "valkey", "containerPort": 6379}],
                             "readinessProbe": {"tcpSocket": {"port": 6379}, "periodSeconds": 1},
                         }
@@ -63,12 +69,36 @@ def valkey(ns: str) -> list[JsonObject]:
     return [deployment, service]
 
 
+def valkey_credentials(ns: str, operator_ns: str) -> list[JsonObject]:
+    """The Secret with Valkey's password, and the operator's right to read it in ``ns``
+    (the chart's ``-secrets`` role, bound here as a platform team would)."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": VALKEY_SECRET, "namespace": ns},
+        "stringData": {"password": VALKEY_PASSWORD},
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": f"{OPERATOR}-secrets", "namespace": ns},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": f"{OPERATOR}-secrets",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": operator_ns}],
+    }
+    return [secret, binding]
+
+
 def valkey_url(ns: str, db: int = 0) -> str:
     return f"valkey://valkey.{ns}.svc:6379/{db}"
 
 
 def agent_persistence(name: str, ns: str, valkey_ns: str) -> JsonObject:
-    """Checkpoints and a searchable store in the cluster's Valkey; deleted storage goes."""
+    """Checkpoints and a searchable store in the cluster's Valkey, its password from the
+    Secret; deleted storage goes."""
     url = valkey_url(valkey_ns)
     return {
         "apiVersion": "agentpersistence.io/v1alpha1",
@@ -82,6 +112,7 @@ def agent_persistence(name: str, ns: str, valkey_ns: str) -> JsonObject:
                 "valkey": {"url": url, "keyPrefix": name},
                 "index": {"dims": 8},
             },
+            "valkeyCredentials": {"secretName": VALKEY_SECRET},
         },
     }
 

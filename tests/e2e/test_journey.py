@@ -96,7 +96,8 @@ class Journey:
         """A command run on the cluster's Valkey, from inside its pod."""
         script = (
             "import sys, valkey; "
-            "print(valkey.Valkey(port=6379, decode_responses=True).execute_command(*sys.argv[1:]))"
+            f"client = valkey.Valkey(port=6379, password={manifests.VALKEY_PASSWORD!r}, "
+            "decode_responses=True); print(client.execute_command(*sys.argv[1:]))"
         )
         return self.cluster.kubectl(
             "exec", "-n", self.ns, "deploy/valkey", "--", "python", "-c", script, *command
@@ -143,6 +144,7 @@ def test_2_an_agent_persistence_reaches_ready(journey: Journey) -> None:
     c, ns = journey.cluster, journey.ns
     c.apply(manifests.namespace(ns), *manifests.valkey(ns))
     journey.rollout(ns, "valkey")
+    c.apply(*manifests.valkey_credentials(ns, chart.NAMESPACE))
     c.apply(manifests.agent_persistence(journey.resource, ns, ns))
     c.kubectl(
         "wait", "-n", ns, f"agentpersistence/{journey.resource}",
@@ -152,6 +154,8 @@ def test_2_an_agent_persistence_reaches_ready(journey: Journey) -> None:
     outputs = status["outputs"]
     assert outputs["configMapName"] == f"{journey.resource}-sidecar-config"
     assert outputs["indexName"] in journey.valkey("FT._LIST")
+    said = c.kubectl("get", "configmaps,events,agentpersistences", "-n", ns, "-o", "yaml")
+    assert manifests.VALKEY_PASSWORD not in said
 
 
 def test_3_the_agent_runs_beside_its_injected_sidecar(journey: Journey) -> None:
@@ -226,8 +230,9 @@ def test_5_a_killed_sidecar_is_restarted_and_the_agent_never_sees_an_error(
 
 def test_6_in_an_opted_in_namespace_the_annotation_alone_injects(journey: Journey) -> None:
     c, ns = journey.cluster, journey.team_ns
+    c.apply(manifests.namespace(ns, opt_in=True))
     c.apply(
-        manifests.namespace(ns, opt_in=True),
+        *manifests.valkey_credentials(ns, chart.NAMESPACE),
         manifests.agent_persistence(journey.team_resource, ns, journey.ns),
     )
     c.kubectl(

@@ -172,7 +172,9 @@ def from_kube(exc: BaseException, where: str) -> ReconcileError:
     """The error for a Kubernetes API call about ``where`` (through kopf's client)."""
     if isinstance(exc, kube_errors.APIError):
         message = f"{where}: HTTP {exc.status}: {_detail(exc)}"
-        if exc.status in (400, 403, 422):
+        if exc.status == 403:
+            return Terminal(message, reason="Forbidden")
+        if exc.status in (400, 422):
             return Terminal(message, reason="KubernetesRefused")
         return Retryable(message, reason="KubernetesError")
     return Retryable(f"{where}: {_detail(exc)}", reason="KubernetesUnreachable")

@@ -47,6 +47,8 @@ from .resources.valkey_index import ValkeyIndex
 from .spec import AgentPersistenceSpec
 
 Action = Literal["Created", "Updated", "Adopted"]
+SECRET_RETRY_DELAY_S = 30.0
+"""How soon a pass retries after the operator was refused a Secret (RBAC granted later)."""
 NAMED_OUTPUTS = ("tableName", "bucketName", "indexName", "memoryId")
 """Outputs that name storage (the ARNs follow them)."""
 
@@ -192,7 +194,18 @@ async def _valkey_login(
         return None
     where = f"Secret {naming.reference(target.namespace, wanted.secret_name)}"
     path = naming.secret_path(target.namespace, wanted.secret_name)
-    secret = await kube.read(path, settings=context.settings, logger=context.logger)
+    try:
+        secret = await kube.read(path, settings=context.settings, logger=context.logger)
+    except errors.ReconcileError as error:
+        if error.reason != "Forbidden":
+            raise
+        raise errors.Retryable(  # granting it needs no change of the resource: keep trying
+            f"the operator may not read {where} (spec.valkeyCredentials): add namespace "
+            f"{target.namespace} to the chart's rbac.secretNamespaces, or bind its ClusterRole "
+            "<release>-agentpersistence-secrets there",
+            reason="SecretForbidden",
+            delay=SECRET_RETRY_DELAY_S,
+        ) from None
     if secret is None:
         raise errors.Retryable(
             f"{where} (spec.valkeyCredentials) does not exist: create it", reason="SecretMissing"
