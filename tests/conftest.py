@@ -6,7 +6,7 @@ modules is two fixtures, and would start its server twice.
 
 import pytest
 
-from rig import e2e, kube
+from rig import awscalls, e2e, kube
 from rig.agentcore import agentcore_backend, agentcore_sidecar
 from rig.dynamodb import aws_endpoints, aws_env, dynamodb_local, dynamodb_sidecar, moto_s3
 from rig.emulator import agentcore_emulator
@@ -23,6 +23,12 @@ from rig.store import (
     store_sidecar_valkey_search,
 )
 from rig.valkey import admin, round_trips, valkey_flushed, valkey_search_server, valkey_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Records every AWS call of the session, in this process and its children, for
+    ``test_zz_iam_coverage.py`` (see ``rig.awscalls``)."""
+    awscalls.start(config)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
