@@ -31,6 +31,7 @@ SERVICE_PREFIXES: Mapping[str, str] = {
     "s3": "s3",
     "bedrock-agentcore": "bedrock-agentcore",
     "bedrock-agentcore-control": "bedrock-agentcore",
+    "bedrock-runtime": "bedrock",
 }
 """botocore service name → IAM action prefix (both AgentCore planes share one)."""
 
@@ -39,6 +40,7 @@ INDEX = TABLE + "/index/${IndexName}"
 BUCKET = "arn:${Partition}:s3:::${BucketName}"
 OBJECT = BUCKET + "/${KeyPrefix}"
 MEMORY = "arn:${Partition}:bedrock-agentcore:${Region}:${Account}:memory/${MemoryId}"
+MODEL = "arn:${Partition}:bedrock:${Region}::foundation-model/${ModelId}"
 
 PREFIXES: Mapping[str, str] = {
     "TableName": "TableNamePrefix",
@@ -176,6 +178,9 @@ def needs(call: Call) -> list[Need]:
         found = list(_s3(call))
     elif SERVICE_PREFIXES.get(call.service) == "bedrock-agentcore":
         found = [_agentcore(call)]
+    elif (call.service, call.operation) == ("bedrock-runtime", "InvokeModel"):
+        model = str(call.params["modelId"])
+        found = [_resource("bedrock:InvokeModel", MODEL, **_in_region(call.region), ModelId=model)]
     else:
         raise Unmapped(f"{call}: no IAM mapping for the service {call.service}")
     context = _request_context(call)

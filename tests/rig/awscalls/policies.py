@@ -28,6 +28,7 @@ ROLE_DOCUMENTS: Mapping[str, str] = {
     "provision": "sidecar-provision.json",
     "sidecar-dynamodb": "sidecar-dynamodb.json",
     "sidecar-agentcore-memory": "sidecar-agentcore-memory.json",
+    "sidecar-embeddings": "sidecar-embeddings.json",
 }
 """The recorder's role of a call → the document that must allow it."""
 

@@ -34,7 +34,7 @@ PARAMS_KEY = "agentpersistence_recorded_params"
 
 KEPT_NAMES = frozenset(
     {"TableName", "IndexName", "ResourceArn", "resourceArn", "Bucket", "Key", "VersionId",
-     "CopySource", "memoryId"}
+     "CopySource", "memoryId", "modelId"}
 )  # fmt: skip
 """String parameters that name a resource (or change which IAM actions a call needs)."""
 
@@ -51,6 +51,7 @@ KEYED_BY_TABLE = frozenset({"RequestItems"})
 """Maps keyed by table name: only the names are kept."""
 
 _OPERATOR = "/agentpersistence/operator/"
+_EMBEDDINGS = "/agentpersistence/sidecar/embeddings.py"
 _BACKEND = re.compile(r"/agentpersistence/sidecar/backends/([a-z0-9_]+)/")
 _PROVISIONING = re.compile(r"/agentpersistence/sidecar/backends/[a-z0-9_]+/provisioning\.py$")
 _ORIGIN = re.compile(r"/(agentpersistence/(?:operator|sidecar)/.*)$")
@@ -71,8 +72,9 @@ def frames(start: types.FrameType | None) -> Iterator[types.FrameType]:
 def role_of(stack: Sequence[tuple[str, str]]) -> str:
     """The IAM role a call belongs to, from the ``(file, function)`` pairs on its stack:
     ``operator`` when the operator's code is on it (even calling the sidecar's provisioning
-    code), ``provision`` for the sidecar's ``--provision`` path, ``sidecar-<backend>`` for a
-    sidecar backend package, else ``test`` (the rig's own calls)."""
+    code), ``provision`` for the sidecar's ``--provision`` path, ``sidecar-embeddings`` for
+    the sidecar's embedding calls (whichever store asks), ``sidecar-<backend>`` for a sidecar
+    backend package, else ``test`` (the rig's own calls)."""
     if any(_OPERATOR in name for name, _ in stack):
         return "operator"
     if any(
@@ -80,6 +82,8 @@ def role_of(stack: Sequence[tuple[str, str]]) -> str:
         for name, function in stack
     ):
         return "provision"
+    if any(name.endswith(_EMBEDDINGS) for name, _ in stack):
+        return "sidecar-embeddings"
     for name, _ in stack:
         found = _BACKEND.search(name)
         if found:
