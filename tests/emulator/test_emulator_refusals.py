@@ -149,11 +149,40 @@ def test_a_body_over_ten_mebibytes_is_refused(lax_data: Any, memory_id: str) -> 
     assert lax_data.list_events(memoryId=memory_id, actorId="a", sessionId="s")["events"] == []
 
 
-def test_an_unknown_route_is_an_unknown_operation(agentcore_emulator: EmulatorProcess) -> None:
-    request = urllib.request.Request(f"{agentcore_emulator.endpoint_url}/no/such/route")
+# What botocore sends for bedrock-agentcore (the signature itself is not checked).
+AGENTCORE_SIGNED = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/bedrock-agentcore"
+    "/aws4_request, SignedHeaders=host, Signature=00"
+}
+
+
+def refusal(url: str, headers: dict[str, str]) -> tuple[int, str, str]:
+    """The status, error code and message of a raw request the emulator refuses."""
+    request = urllib.request.Request(url, headers=headers)
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(request, timeout=10)
     with raised.value as response:
-        assert response.status == 404
-        assert response.headers["x-amzn-ErrorType"] == "UnknownOperationException"
-        assert "GET /no/such/route" in json.loads(response.read())["message"]
+        message = json.loads(response.read())["message"]
+        return raised.value.code, response.headers["x-amzn-ErrorType"], message
+
+
+def test_an_unknown_route_is_an_unknown_operation(agentcore_emulator: EmulatorProcess) -> None:
+    url = f"{agentcore_emulator.endpoint_url}/no/such/route"
+    status, code, message = refusal(url, AGENTCORE_SIGNED)
+    assert (status, code) == (404, "UnknownOperationException")
+    assert "GET /no/such/route" in message
+
+
+def test_an_unsigned_request_is_refused_naming_the_services(
+    agentcore_emulator: EmulatorProcess,
+) -> None:
+    url = f"{agentcore_emulator.endpoint_url}/memories/"
+    status, code, message = refusal(url, {})
+    assert (status, code) == (403, "MissingAuthenticationTokenException")
+    assert "bedrock, bedrock-agentcore" in message
+    other = {
+        "Authorization": AGENTCORE_SIGNED["Authorization"].replace("/bedrock-agentcore/", "/s3/")
+    }
+    status, code, message = refusal(url, other)
+    assert (status, code) == (403, "InvalidSignatureException")
+    assert "'s3'" in message

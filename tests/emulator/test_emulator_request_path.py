@@ -11,18 +11,23 @@ from botocore.model import ServiceModel
 
 from agentpersistence.emulator import wire
 from agentpersistence.emulator.errors import ApiError
-from agentpersistence.emulator.model import CONTROL_PLANE, DATA_PLANE, load_services
+from agentpersistence.emulator.model import DATA_PLANE, load_services
 from agentpersistence.emulator.operations import Params
-from agentpersistence.emulator.server import Emulator
+from agentpersistence.emulator.server import SERVICES, Emulator
 from agentpersistence.emulator.state import Settings, State
 
 MEMORY_ID = "mem_a-AbCdEf1234"
 ACTORS = f"/memories/{MEMORY_ID}/actors"
+# Signed as botocore signs both AgentCore planes (the signature itself is not checked).
+SIGNED = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/bedrock-agentcore"
+    "/aws4_request, SignedHeaders=host, Signature=00"
+}
 
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, ServiceModel]:
-    return load_services([DATA_PLANE, CONTROL_PLANE])
+    return load_services(SERVICES)
 
 
 def answer_actors(models: dict[str, ServiceModel], answer: Any) -> wire.Response:
@@ -34,7 +39,7 @@ def answer_actors(models: dict[str, ServiceModel], answer: Any) -> wire.Response
         return dict(answer)
 
     emulator = Emulator(State(), models, {(DATA_PLANE, "ListActors"): handler})
-    _, response = emulator.answer("POST", ACTORS, {}, {}, b"{}")
+    _, response = emulator.answer("POST", ACTORS, {}, SIGNED, b"{}")
     return response
 
 
@@ -82,14 +87,14 @@ def test_a_modelled_error_is_answered_with_its_status(models: dict[str, ServiceM
 
 def test_an_unknown_route_is_an_unknown_operation(models: dict[str, ServiceModel]) -> None:
     emulator = Emulator(State(), models)
-    name, response = emulator.answer("GET", "/no/such/thing", {}, {}, b"")
+    name, response = emulator.answer("GET", "/no/such/thing", {}, SIGNED, b"")
     assert name == "-"
     assert error_of(response)[:2] == (404, "UnknownOperationException")
 
 
 def test_a_body_over_the_limit_is_a_validation_exception(models: dict[str, ServiceModel]) -> None:
     emulator = Emulator(State(), models)
-    name, response = emulator.answer("POST", ACTORS, {}, {}, None)
+    name, response = emulator.answer("POST", ACTORS, {}, SIGNED, None)
     status, code, body = error_of(response)
     assert (name, status, code) == ("ListActors", 400, "ValidationException")
     assert "larger than 10485760 bytes" in body["message"]
@@ -97,7 +102,7 @@ def test_a_body_over_the_limit_is_a_validation_exception(models: dict[str, Servi
 
 def test_a_body_that_is_not_json_cannot_be_parsed(models: dict[str, ServiceModel]) -> None:
     emulator = Emulator(State(), models)
-    _, response = emulator.answer("POST", ACTORS, {}, {}, b"{oops")
+    _, response = emulator.answer("POST", ACTORS, {}, SIGNED, b"{oops")
     status, code, body = error_of(response)
     assert (status, code, body["reason"]) == (400, "ValidationException", "CannotParse")
 
@@ -106,7 +111,7 @@ def test_an_invalid_request_names_every_problem(models: dict[str, ServiceModel])
     emulator = Emulator(State(), models)
     path = f"/memories/{MEMORY_ID}/actor/bad%20actor/sessions/s"
     body = json.dumps({"maxResults": 0, "includePayloads": "yes"}).encode()
-    _, response = emulator.answer("POST", path, {}, {}, body)
+    _, response = emulator.answer("POST", path, {}, SIGNED, body)
     status, code, error = error_of(response)
     assert (status, code, error["reason"]) == (400, "ValidationException", "FieldValidationFailed")
     assert error["message"].startswith("3 validation errors detected: ")
@@ -116,10 +121,10 @@ def test_an_invalid_request_names_every_problem(models: dict[str, ServiceModel])
 def test_a_memory_activates_after_the_configured_reads(models: dict[str, ServiceModel]) -> None:
     emulator = Emulator(State(Settings(activation_reads=3)), models)
     body = json.dumps({"name": "m", "eventExpiryDuration": 7}).encode()
-    _, created = emulator.answer("POST", "/memories/create", {}, {}, body)
+    _, created = emulator.answer("POST", "/memories/create", {}, SIGNED, body)
     memory_id = json.loads(created.body)["memory"]["id"]
     statuses = []
     for _ in range(4):
-        _, got = emulator.answer("GET", f"/memories/{memory_id}/details", {}, {}, b"")
+        _, got = emulator.answer("GET", f"/memories/{memory_id}/details", {}, SIGNED, b"")
         statuses.append(json.loads(got.body)["memory"]["status"])
     assert statuses == ["CREATING", "CREATING", "CREATING", "ACTIVE"]

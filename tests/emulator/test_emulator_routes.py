@@ -1,5 +1,6 @@
-"""Routing by (method, requestUri template) across both AgentCore services: every served
-operation reachable, literals before labels, clashes refused at start-up."""
+"""Routing by (signing service, method, requestUri template) across the AgentCore services and
+Bedrock Agent Runtime: every served operation reachable, literals before labels, clashes
+refused at start-up, ``/tags/{resourceArn}`` told apart by the signing service."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import pytest
 from botocore.model import OperationModel, ServiceModel
 
 from agentpersistence.emulator.model import (
+    AGENT_RUNTIME,
     CONTROL_PLANE,
     DATA_PLANE,
     RouteClash,
     RouteTable,
     load_services,
     operation_routes,
+    signed_routes,
 )
 from agentpersistence.emulator.operations import HANDLERS
 
@@ -23,12 +26,18 @@ MEMORY_ID = "mem_a-AbCdEf1234"
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, ServiceModel]:
-    return load_services([DATA_PLANE, CONTROL_PLANE])
+    return load_services([DATA_PLANE, CONTROL_PLANE, AGENT_RUNTIME])
 
 
 @pytest.fixture(scope="module")
-def served(models: dict[str, ServiceModel]) -> RouteTable[OperationModel]:
-    return operation_routes(models[s].operation_model(n) for s, n in HANDLERS)
+def by_signer(models: dict[str, ServiceModel]) -> dict[str, RouteTable[OperationModel]]:
+    return signed_routes(models[s].operation_model(n) for s, n in HANDLERS)
+
+
+@pytest.fixture(scope="module")
+def served(by_signer: dict[str, RouteTable[OperationModel]]) -> RouteTable[OperationModel]:
+    """The AgentCore routes (both planes sign as ``bedrock-agentcore``)."""
+    return by_signer[DATA_PLANE]
 
 
 def sample_path(uri: str) -> str:
@@ -36,22 +45,60 @@ def sample_path(uri: str) -> str:
 
 
 def test_every_served_operation_is_reached_by_its_own_template(
-    models: dict[str, ServiceModel], served: RouteTable[OperationModel]
+    models: dict[str, ServiceModel], by_signer: dict[str, RouteTable[OperationModel]]
 ) -> None:
-    assert len(served) == len(HANDLERS)
+    assert sorted(by_signer) == ["bedrock", "bedrock-agentcore"]
+    assert sum(len(table) for table in by_signer.values()) == len(HANDLERS)
     for service, name in HANDLERS:
-        http = models[service].operation_model(name).http
-        found = served.match(http["method"], sample_path(http["requestUri"]), {})
+        model = models[service]
+        http = model.operation_model(name).http
+        table = by_signer[model.signing_name]
+        found = table.match(http["method"], sample_path(http["requestUri"]), {})
         assert found is not None, name
         assert (found.target.service_model.service_name, found.target.name) == (service, name)
 
 
-def test_both_services_operations_do_not_clash(models: dict[str, ServiceModel]) -> None:
-    """All 200+ operations of the two models could share one port."""
+def test_both_agentcore_services_operations_do_not_clash(
+    models: dict[str, ServiceModel],
+) -> None:
+    """All 200+ operations of the two AgentCore models (one signer) could share one port."""
+    agentcore = [models[DATA_PLANE], models[CONTROL_PLANE]]
     table = operation_routes(
+        model.operation_model(name) for model in agentcore for name in model.operation_names
+    )
+    assert len(table) == sum(len(m.operation_names) for m in agentcore)
+
+
+def test_tag_routes_are_shared_and_told_apart_by_the_signing_service(
+    models: dict[str, ServiceModel], by_signer: dict[str, RouteTable[OperationModel]]
+) -> None:
+    """Both services tag at ``/tags/{resourceArn}``: in one table they clash; keyed by the
+    signing service each request finds its own service's operation."""
+    tagging = ("TagResource", "UntagResource", "ListTagsForResource")
+    with pytest.raises(RouteClash, match=r"/tags/\{resourceArn\}"):
+        operation_routes(
+            models[service].operation_model(name)
+            for service in (CONTROL_PLANE, AGENT_RUNTIME)
+            for name in tagging
+        )
+    path = "/tags/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Asession%2Fx"
+    for signer, service in (("bedrock-agentcore", CONTROL_PLANE), ("bedrock", AGENT_RUNTIME)):
+        found = by_signer[signer].match("GET", path, {})
+        assert found is not None
+        assert found.target.service_model.service_name == service
+        assert found.target.name == "ListTagsForResource"
+
+
+def test_every_operation_of_the_three_models_routes_by_signer(
+    models: dict[str, ServiceModel],
+) -> None:
+    """All the operations of the three models could share one port, keyed by signer."""
+    tables = signed_routes(
         model.operation_model(name) for model in models.values() for name in model.operation_names
     )
-    assert len(table) == sum(len(m.operation_names) for m in models.values())
+    assert sum(len(table) for table in tables.values()) == sum(
+        len(m.operation_names) for m in models.values()
+    )
 
 
 def test_a_literal_segment_wins_over_a_label() -> None:

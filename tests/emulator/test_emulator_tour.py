@@ -1,4 +1,5 @@
-"""Every served operation once, with a valid request, through boto3 (botocore parses every
+"""Every served operation (AgentCore Memory and Bedrock Agent Runtime sessions) once, with a
+valid request, through boto3 (botocore parses every
 response) — and every success response checked against its output shape by the emulator's
 own validator (the rig's clients do that on each call)."""
 
@@ -6,9 +7,17 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 from agentpersistence.emulator.operations import HANDLERS
-from rig.emulator import CONTROL, DATA, EmulatorProcess, conversational, unique_name
+from rig.emulator import (
+    AGENT_RUNTIME,
+    CONTROL,
+    DATA,
+    EmulatorProcess,
+    conversational,
+    unique_name,
+)
 
 WHEN = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -16,7 +25,7 @@ WHEN = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 def test_every_served_operation_answers_inside_its_model(
     agentcore_emulator: EmulatorProcess,
 ) -> None:
-    before = Counter(agentcore_emulator.checked)
+    before = Counter(agentcore_emulator.checked_by_service)
     control, data = agentcore_emulator.client(CONTROL), agentcore_emulator.client(DATA)
     strategy = {"semanticMemoryStrategy": {"name": "facts", "namespaces": ["/facts/{actorId}"]}}
 
@@ -80,6 +89,35 @@ def test_every_served_operation_answers_inside_its_model(
     data.delete_event(**place, eventId=event["eventId"])
     control.delete_memory(memoryId=memory_id)
 
-    seen = Counter(agentcore_emulator.checked)
+    _tour_sessions(agentcore_emulator.client(AGENT_RUNTIME))
+
+    seen = Counter(agentcore_emulator.checked_by_service)
     seen.subtract(before)
-    assert {name for _, name in HANDLERS} <= {name for name, count in seen.items() if count > 0}
+    assert set(HANDLERS) <= {key for key, count in seen.items() if count > 0}
+
+
+def _tour_sessions(runtime: Any) -> None:
+    """Every Bedrock Agent Runtime session operation once."""
+    key = "arn:aws:kms:us-east-1:123456789012:key/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12
+    session = runtime.create_session(
+        sessionMetadata={"user": "tourist"}, encryptionKeyArn=key, tags={"team": "platform"}
+    )
+    session_id = session["sessionId"]
+    runtime.get_session(sessionIdentifier=session["sessionArn"])
+    runtime.update_session(sessionIdentifier=session_id, sessionMetadata={"user": "guide"})
+    runtime.list_sessions(maxResults=5)
+    invocation = runtime.create_invocation(sessionIdentifier=session_id, description="tour")
+    runtime.list_invocations(sessionIdentifier=session_id)
+    place = {"sessionIdentifier": session_id, "invocationIdentifier": invocation["invocationId"]}
+    step = runtime.put_invocation_step(
+        **place,
+        invocationStepTime=WHEN,
+        payload={"contentBlocks": [{"text": "hello"}]},
+    )
+    runtime.get_invocation_step(**place, invocationStepId=step["invocationStepId"])
+    runtime.list_invocation_steps(**place)
+    runtime.tag_resource(resourceArn=session["sessionArn"], tags={"cost": "c1"})
+    runtime.untag_resource(resourceArn=session["sessionArn"], tagKeys=["cost"])
+    runtime.list_tags_for_resource(resourceArn=session["sessionArn"])
+    runtime.end_session(sessionIdentifier=session_id)
+    runtime.delete_session(sessionIdentifier=session_id)

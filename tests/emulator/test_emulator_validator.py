@@ -18,13 +18,14 @@ from agentpersistence.emulator.model import (
     validate,
 )
 from agentpersistence.emulator.operations import HANDLERS
+from agentpersistence.emulator.server import SERVICES
 
 Json = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, ServiceModel]:
-    return load_services([DATA_PLANE, CONTROL_PLANE])
+    return load_services(SERVICES)
 
 
 def input_shape(models: dict[str, ServiceModel], service: str, operation: str) -> StructureShape:

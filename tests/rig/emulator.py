@@ -5,6 +5,7 @@ it, ``agentpersistence-emulator --host 127.0.0.1 --port 0``, its log (stderr) in
 directory. The rig reads the one line it prints once listening for the URL: no polling, no
 sleeps. It serves the AgentCore data plane (``bedrock-agentcore``) and control plane
 (``bedrock-agentcore-control``) on that URL, checked against botocore's models.
+It serves the Bedrock Agent Runtime session operations (``AGENT_RUNTIME``) there too.
 
 What it is not: AWS. See ``emulator/README.md`` for the stand-ins (retrieval, extraction,
 activation) and what it does not emulate.
@@ -45,6 +46,7 @@ from rig.processes import stop_process
 from rig.valkey import LOOPBACK
 
 __all__ = [
+    "AGENT_RUNTIME",
     "CONTROL",
     "DATA",
     "EmulatorProcess",
@@ -58,6 +60,7 @@ __all__ = [
 
 DATA = "bedrock-agentcore"
 CONTROL = "bedrock-agentcore-control"
+AGENT_RUNTIME = "bedrock-agent-runtime"
 REGION = "us-east-1"
 READY_PREFIX = "agentpersistence-emulator listening on "
 START_TIMEOUT_S = 30.0  # loading botocore's models takes ~0.5 s; leave room for a busy machine
@@ -110,6 +113,8 @@ class EmulatorProcess:
     endpoint_url: str = ""
     checked: Counter[str] = field(default_factory=Counter)
     """How many success responses of each operation the clients checked against its shape."""
+    checked_by_service: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """The same, by (service, operation): operation names repeat across services."""
     _copier: threading.Thread | None = field(default=None, init=False, repr=False)
     _clients: dict[tuple[str, bool], Any] = field(default_factory=dict, init=False, repr=False)
 
@@ -155,6 +160,7 @@ class EmulatorProcess:
             {
                 "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE": self.endpoint_url,
                 "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL": self.endpoint_url,
+                "AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME": self.endpoint_url,
             }
         )
 
@@ -196,6 +202,8 @@ class EmulatorProcess:
                 + "; ".join(map(str, problems))
             )
         self.checked[operation_model.name] += 1
+        service = operation_model.service_model.service_name
+        self.checked_by_service[(service, operation_model.name)] += 1
 
     def create_active_memory(
         self, name: str | None = None, strategies: Sequence[Mapping[str, Any]] | None = None

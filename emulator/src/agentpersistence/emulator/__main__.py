@@ -1,4 +1,5 @@
-"""``agentpersistence-emulator --host 127.0.0.1 --port PORT``: both AgentCore services on one port.
+"""``agentpersistence-emulator --host 127.0.0.1 --port PORT``: AgentCore Memory (data and control
+plane) and Bedrock Agent Runtime sessions on one port.
 
 Once listening, it prints exactly one line to stdout,
 ``agentpersistence-emulator listening on http://HOST:PORT``, and logs (JSON lines) go to
@@ -45,7 +46,10 @@ class JsonFormatter(logging.Formatter):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="agentpersistence-emulator",
-        description="Serve Amazon Bedrock AgentCore Memory (data and control plane) locally.",
+        description=(
+            "Serve Amazon Bedrock AgentCore Memory (data and control plane) and Bedrock Agent "
+            "Runtime sessions locally."
+        ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
@@ -58,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="GetMemory calls a new memory answers CREATING to before it is ACTIVE",
     )
+    p.add_argument(
+        "--session-expiry-seconds",
+        type=float,
+        default=Settings.session_expiry_seconds,
+        metavar="S",
+        help="seconds a Bedrock session may go unmodified before it is EXPIRED",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -67,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
-    settings = Settings(args.region, args.account, args.activation_reads)
+    settings = Settings(
+        args.region, args.account, args.activation_reads, args.session_expiry_seconds
+    )
     try:
         emulator = Emulator(State(settings))
     except RouteClash as error:

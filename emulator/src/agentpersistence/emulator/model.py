@@ -1,6 +1,9 @@
 """botocore's service models: loading them, routing requests to operations, validating values.
 
-Nothing here knows AgentCore. A value is checked in the emulator's internal form (see
+Routes are kept per SigV4 signing service (the model's ``signingName``, which the request's
+credential scope names): services that share a path (``/tags/{resourceArn}`` in
+``bedrock-agentcore-control`` and ``bedrock-agent-runtime``) are told apart by it. Nothing
+here knows AgentCore. A value is checked in the emulator's internal form (see
 ``wire``): structures are dicts keyed by member name, timestamps epoch seconds, blobs bytes,
 documents any JSON value.
 """
@@ -27,6 +30,7 @@ from botocore.model import (
 )
 
 __all__ = [
+    "AGENT_RUNTIME",
     "CONTROL_PLANE",
     "DATA_PLANE",
     "Label",
@@ -38,12 +42,14 @@ __all__ = [
     "describe",
     "load_services",
     "operation_routes",
+    "signed_routes",
     "unsupported_patterns",
     "validate",
 ]
 
 DATA_PLANE = "bedrock-agentcore"
 CONTROL_PLANE = "bedrock-agentcore-control"
+AGENT_RUNTIME = "bedrock-agent-runtime"  # Bedrock sessions; signed as "bedrock"
 
 T = TypeVar("T")
 
@@ -203,6 +209,15 @@ def operation_routes(operations: Iterable[OperationModel]) -> RouteTable[Operati
     for operation in operations:
         table.add(operation.http["method"], operation.http["requestUri"], operation)
     return table.checked()
+
+
+def signed_routes(operations: Iterable[OperationModel]) -> dict[str, RouteTable[OperationModel]]:
+    """One checked route table per signing service: a request is routed by the service its
+    SigV4 credential scope names, then by ``(method, requestUri)``."""
+    grouped: dict[str, list[OperationModel]] = {}
+    for operation in operations:
+        grouped.setdefault(operation.service_model.signing_name, []).append(operation)
+    return {service: operation_routes(group) for service, group in grouped.items()}
 
 
 # --- validation -----------------------------------------------------------------------------

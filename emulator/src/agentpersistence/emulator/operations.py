@@ -1,5 +1,6 @@
 """The operations served, by service and name: each takes the validated input and answers
-the output, on :class:`state.State`. Data-plane calls need an ACTIVE memory.
+the output, on :class:`state.State`. Data-plane calls need an ACTIVE memory; Bedrock Agent
+Runtime session calls go to ``state.sessions``.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import extraction
-from .model import CONTROL_PLANE, DATA_PLANE
+from .model import AGENT_RUNTIME, CONTROL_PLANE, DATA_PLANE
+from .sessions import SessionStore
 from .state import Memory, State
 
 __all__ = ["HANDLERS", "Handler"]
@@ -119,6 +121,28 @@ def retrieve_memory_records(state: State, params: Params) -> Json:
     return state.active_memory(params["memoryId"]).records.retrieve(params)
 
 
+def _on_sessions(method: Callable[[SessionStore, Params], Json]) -> Handler:
+    """A SessionStore method as a handler on the whole state."""
+    return lambda state, params: method(state.sessions, params)
+
+
+SESSION_OPERATIONS = {
+    "CreateSession": SessionStore.create_session,
+    "GetSession": SessionStore.get_session,
+    "UpdateSession": SessionStore.update_session,
+    "EndSession": SessionStore.end_session,
+    "DeleteSession": SessionStore.delete_session,
+    "ListSessions": SessionStore.list_sessions,
+    "CreateInvocation": SessionStore.create_invocation,
+    "ListInvocations": SessionStore.list_invocations,
+    "PutInvocationStep": SessionStore.put_invocation_step,
+    "GetInvocationStep": SessionStore.get_invocation_step,
+    "ListInvocationSteps": SessionStore.list_invocation_steps,
+    "TagResource": SessionStore.tag_resource,
+    "UntagResource": SessionStore.untag_resource,
+    "ListTagsForResource": SessionStore.list_tags_for_resource,
+}
+
 HANDLERS: dict[tuple[str, str], Handler] = {
     (CONTROL_PLANE, "CreateMemory"): State.create_memory,
     (CONTROL_PLANE, "GetMemory"): State.get_memory,
@@ -141,4 +165,5 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     (DATA_PLANE, "DeleteMemoryRecord"): delete_memory_record,
     (DATA_PLANE, "ListMemoryRecords"): list_memory_records,
     (DATA_PLANE, "RetrieveMemoryRecords"): retrieve_memory_records,
+    **{(AGENT_RUNTIME, name): _on_sessions(method) for name, method in SESSION_OPERATIONS.items()},
 }

@@ -11,12 +11,12 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from .errors import invalid
 
-__all__ = ["Key", "page", "scope_of"]
+__all__ = ["Key", "page", "page_of", "scope_of"]
 
 T = TypeVar("T")
 Key = tuple[float, ...]
@@ -49,6 +49,22 @@ def page(
     if len(items) <= limit or not chosen:
         return chosen, None
     return chosen, _encode(scope, key(chosen[-1]))
+
+
+def page_of(
+    items: Sequence[T],
+    key: Callable[[T], Key],
+    params: Mapping[str, object],
+    *,
+    scope: str,
+    default_limit: int,
+) -> tuple[list[T], str | None]:
+    """:func:`page` (newest first) for a request's ``nextToken`` and ``maxResults``."""
+    token = params.get("nextToken")
+    limit = params.get("maxResults", default_limit)
+    assert token is None or isinstance(token, str)  # validated against the input shape
+    assert isinstance(limit, int)
+    return page(items, key, scope=scope, token=token, limit=limit)
 
 
 def _encode(scope: str, key: Key) -> str:

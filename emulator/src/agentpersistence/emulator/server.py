@@ -1,5 +1,10 @@
 """The HTTP server: route → parse → validate the input → state → validate the output → answer.
 
+A request is routed by the signing service of its SigV4 credential scope (``bedrock-agentcore``
+for both AgentCore planes, ``bedrock`` for Bedrock Agent Runtime sessions), then by
+``(method, requestUri)``; an unsigned request, or one signed for a service not served, is
+refused with a 403 that says so.
+
 :class:`Emulator` is the whole request path without sockets (``answer`` takes the parts of
 a request, returns a ``wire.Response``); :func:`make_app` puts it behind aiohttp. A request
 its model forbids is refused with a ValidationException naming every problem; an answer
@@ -14,16 +19,17 @@ import time
 from collections.abc import Mapping, Sequence
 
 from aiohttp import web
-from botocore.model import NoShapeFoundError, OperationModel, ServiceModel, Shape
+from botocore.model import NoShapeFoundError, OperationModel, ServiceModel, Shape, StructureShape
 
 from . import wire
 from .errors import ApiError, invalid
 from .model import (
+    AGENT_RUNTIME,
     CONTROL_PLANE,
     DATA_PLANE,
     describe,
     load_services,
-    operation_routes,
+    signed_routes,
     validate,
 )
 from .operations import HANDLERS, Handler
@@ -33,7 +39,7 @@ __all__ = ["EMULATOR", "MAX_BODY_BYTES", "SERVICES", "Emulator", "make_app"]
 
 log = logging.getLogger("agentpersistence.emulator")
 
-SERVICES = (DATA_PLANE, CONTROL_PLANE)
+SERVICES = (DATA_PLANE, CONTROL_PLANE, AGENT_RUNTIME)
 MAX_BODY_BYTES = 10 * 1024 * 1024  # larger request bodies are refused (ValidationException)
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # how much of a refused body is read before hanging up
 CHUNK_BYTES = 64 * 1024
@@ -52,7 +58,7 @@ class Emulator:
         self.state = state
         self.models = dict(models) if models is not None else load_services(SERVICES)
         self.handlers = dict(handlers)
-        self.routes = operation_routes(
+        self.routes = signed_routes(
             self.models[service].operation_model(name) for service, name in self.handlers
         )
         namespace = self.models[DATA_PLANE].shape_for("Namespace")
@@ -67,7 +73,11 @@ class Emulator:
         body: bytes | None,
     ) -> tuple[str, wire.Response]:
         """The operation's name and the response; ``body`` is None when it was too large."""
-        match = self.routes.match(method, raw_path, query)
+        signed_for = wire.signing_service(headers)
+        routes = self.routes.get(signed_for or "")
+        if routes is None:
+            return "-", _unsigned(signed_for, sorted(self.routes))
+        match = routes.match(method, raw_path, query)
         if match is None:
             return "-", _unknown_operation(method, raw_path)
         operation = match.target
@@ -109,7 +119,10 @@ class Emulator:
         shape = _error_shape(operation, error.code)
         if shape is None:
             return self._internal(operation, f"Unmodelled error {error.code}: {error.message}")
-        fields = {k: v for k, v in error.fields.items() if v is not None}
+        # Members the shape lacks are dropped: one service's ValidationException has
+        # ``reason`` and ``fieldList``, another's only ``message``.
+        members = shape.members if isinstance(shape, StructureShape) else {}
+        fields = {k: v for k, v in error.fields.items() if v is not None and k in members}
         problems = validate(shape, {"message": error.message, **fields})
         if problems and error.code not in INTERNAL_ERRORS:
             return self._internal(operation, f"Invalid {error.code}: {describe(problems)}")
@@ -142,6 +155,28 @@ def _unknown_operation(method: str, raw_path: str) -> wire.Response:
     body = json.dumps({"message": f"No operation serves {method} {raw_path}"}).encode()
     headers = {"Content-Type": wire.JSON_TYPE, wire.ERROR_TYPE_HEADER: "UnknownOperationException"}
     return wire.Response(404, body, headers)
+
+
+def _unsigned(service: str | None, served: Sequence[str]) -> wire.Response:
+    """403 for a request the emulator cannot route to a service: unsigned (as AWS answers
+    MissingAuthenticationTokenException) or signed for a service it does not serve."""
+    names = ", ".join(served)
+    if service is None:
+        code = "MissingAuthenticationTokenException"
+        message = (
+            "The request is not SigV4-signed; the emulator routes by the signing service of "
+            f"the Authorization header's credential scope (one of: {names}). Send it through "
+            "an AWS SDK client with any credentials"
+        )
+    else:
+        code = "InvalidSignatureException"
+        message = (
+            f"The credential scope names the service {service!r}, which the emulator does not "
+            f"serve (it serves: {names})"
+        )
+    body = json.dumps({"message": message}).encode()
+    headers = {"Content-Type": wire.JSON_TYPE, wire.ERROR_TYPE_HEADER: code}
+    return wire.Response(403, body, headers)
 
 
 # --- aiohttp --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The emulator's state: memories (the control plane) and, in each, its events and records.
+"""The emulator's state: memories (the control plane) and, in each, its events and records;
+and Bedrock Agent Runtime sessions (``sessions``).
 
 Pure Python, no I/O and no timers: time comes from ``clock`` and randomness from ``rng``, so
 tests can make both deterministic. Operations take the validated input (internal form) and
@@ -16,11 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import tags
 from .errors import conflict, invalid, not_found
 from .events import EventLog
 from .idempotency import Tokens
 from .pagination import page, scope_of
 from .records import RecordStore
+from .sessions import SessionStore
 
 __all__ = ["Memory", "Settings", "State", "Strategy"]
 
@@ -30,7 +33,6 @@ Clock = Callable[[], float]
 
 CREATING, ACTIVE, DELETING = "CREATING", "ACTIVE", "DELETING"
 LIST_MEMORIES_DEFAULT = 10  # ListMemories' documented default page size
-MAX_TAGS = 50  # AWS's limit of tags per resource
 
 # The strategy union's members, the type each one has, and its namespace when none is given
 # (AWS's defaults for the built-in strategies).
@@ -75,6 +77,9 @@ class Settings:
     region: str = "us-east-1"
     account: str = "123456789012"
     activation_reads: int = 1  # GetMemory calls that answer CREATING before a memory is ACTIVE
+    # Seconds a Bedrock session may go unmodified before it is EXPIRED. AWS documents the
+    # state, not the duration: one day is the emulator's choice.
+    session_expiry_seconds: float = 86400.0
 
 
 @dataclass
@@ -176,6 +181,13 @@ class State:
         self.rng = rng or random.Random()
         self.namespace_ok = namespace_ok  # whether a record may live in a namespace
         self.memories: dict[str, Memory] = {}
+        self.sessions = SessionStore(
+            self.settings.region,
+            self.settings.account,
+            expiry_seconds=self.settings.session_expiry_seconds,
+            clock=clock,
+            rng=self.rng,
+        )
         self._tokens = Tokens()
         self._seq = itertools.count()
 
@@ -288,27 +300,16 @@ class State:
     # --- tags (of memories, the only taggable resource the emulator has) --------------------
 
     def tag_resource(self, params: Params) -> Json:
-        tags = self._tagged(params["resourceArn"]).tags
-        tags.update(params["tags"])
-        if len(tags) > MAX_TAGS:
-            raise invalid(f"A resource has at most {MAX_TAGS} tags")
+        tags.add(tags.by_arn(self.memories, params["resourceArn"], "memory").tags, params["tags"])
         return {}
 
     def untag_resource(self, params: Params) -> Json:
-        tags = self._tagged(params["resourceArn"]).tags
-        for key in params["tagKeys"]:
-            tags.pop(key, None)
+        memory = tags.by_arn(self.memories, params["resourceArn"], "memory")
+        tags.remove(memory.tags, params["tagKeys"])
         return {}
 
     def list_tags_for_resource(self, params: Params) -> Json:
-        return {"tags": dict(self._tagged(params["resourceArn"]).tags)}
-
-    def _tagged(self, arn: str) -> Memory:
-        """The memory a tagging call names by its full ARN (a bare id is not an ARN)."""
-        memory = self.memories.get(arn.rpartition(":memory/")[2])
-        if memory is None or memory.arn != arn:
-            raise not_found(f"Resource {arn} not found")
-        return memory
+        return {"tags": dict(tags.by_arn(self.memories, params["resourceArn"], "memory").tags)}
 
     # --- lookups ---------------------------------------------------------------------------
 

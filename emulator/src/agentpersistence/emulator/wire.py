@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ __all__ = [
     "output_response",
     "parse_output",
     "parse_request",
+    "signing_service",
     "to_json",
 ]
 
@@ -35,6 +37,8 @@ Json = dict[str, Any]
 JSON_TYPE = "application/json"
 ERROR_TYPE_HEADER = "x-amzn-ErrorType"
 REQUEST_ID_HEADER = "x-amzn-RequestId"
+# A SigV4 Authorization header's credential scope: <key>/<date>/<region>/<service>/aws4_request
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/[^/,\s]+/[^/,\s]+/([^/,\s]+)/aws4_request")
 
 
 class CannotParse(Exception):
@@ -49,6 +53,17 @@ class Response:
 
 
 # --- requests -------------------------------------------------------------------------------
+
+
+def signing_service(headers: Mapping[str, str]) -> str | None:
+    """The service a SigV4-signed request's credential scope names (botocore signs with the
+    model's ``signingName``), None when the request is not signed that way. The signature
+    itself is not checked."""
+    authorization = headers.get("Authorization")
+    if authorization is None or not authorization.startswith("AWS4-HMAC-SHA256 "):
+        return None
+    found = _CREDENTIAL_SCOPE.search(authorization)
+    return None if found is None else found[1]
 
 
 def parse_request(
@@ -168,6 +183,11 @@ def from_json(shape: Shape, value: object, *, keep_unknown: bool = False) -> obj
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
+            return value
+    if shape.type_name == "timestamp" and isinstance(value, str):
+        try:  # a member whose timestampFormat is iso8601 (Bedrock sessions') comes as text
+            return _timestamp_text(value)
+        except ValueError:
             return value
     return value
 
