@@ -8,6 +8,8 @@ import pytest
 
 from rig import awscalls, e2e, kube
 from rig.agentcore import agentcore_backend, agentcore_sidecar
+from rig.agentcore_valkey import agentcore_valkey_sidecar
+from rig.bedrock_session import bedrock_session_backend, bedrock_session_sidecar
 from rig.dynamodb import aws_endpoints, aws_env, dynamodb_local, dynamodb_sidecar, moto_s3
 from rig.emulator import agentcore_emulator
 from rig.kube import kube_control_plane, testenv_bin_dir
@@ -17,6 +19,7 @@ from rig.store import (
     store_search_valkey,
     store_sidecar,
     store_sidecar_agentcore_memory,
+    store_sidecar_dynamodb,
     store_sidecar_factory,
     store_sidecar_memory,
     store_sidecar_valkey_exact,
@@ -42,9 +45,12 @@ __all__ = [
     "agentcore_backend",
     "agentcore_emulator",
     "agentcore_sidecar",
+    "agentcore_valkey_sidecar",
     "any_sidecar",
     "aws_endpoints",
     "aws_env",
+    "bedrock_session_backend",
+    "bedrock_session_sidecar",
     "dynamodb_local",
     "dynamodb_sidecar",
     "kube_control_plane",
@@ -56,6 +62,7 @@ __all__ = [
     "store_search_valkey",
     "store_sidecar",
     "store_sidecar_agentcore_memory",
+    "store_sidecar_dynamodb",
     "store_sidecar_factory",
     "store_sidecar_memory",
     "store_sidecar_valkey_exact",

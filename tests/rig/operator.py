@@ -158,7 +158,7 @@ class Backends:
     dynamodb_url: str
     valkey_url: str
     agentcore_url: str
-    """The AgentCore emulator: control and data plane."""
+    """The emulator: AgentCore's control and data plane, Bedrock Agent Runtime sessions."""
 
     def env(self) -> dict[str, str]:
         return local_env(
@@ -167,6 +167,7 @@ class Backends:
                 "AWS_ENDPOINT_URL_S3": self.aws_url,
                 "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL": self.agentcore_url,
                 "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE": self.agentcore_url,
+                "AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME": self.agentcore_url,
             }
         )
 

@@ -133,6 +133,8 @@ SIDECAR_FIXTURES = {
     "valkey": "valkey_sidecar",
     "dynamodb": "dynamodb_sidecar",  # tests/rig/dynamodb.py
     "agentcore-memory": "agentcore_sidecar",  # tests/rig/agentcore.py
+    "agentcore-valkey": "agentcore_valkey_sidecar",  # tests/rig/agentcore_valkey.py
+    "bedrock-session": "bedrock_session_sidecar",  # tests/rig/bedrock_session.py
 }
 
 

@@ -10,7 +10,10 @@ Backends under test (``STORE_BACKENDS``):
   (``rig.emulator``), a memory of its own per sidecar, with the memory cache backend beside
   it. It ranks queries with AgentCore's retrieval (the emulator's text stand-in), not with the
   agent's vectors, and has no TTLs: tests that assert either say so for this backend
-  (``RANKS_ITSELF``, ``NO_TTL``).
+  (``RANKS_ITSELF``, ``NO_TTL``);
+- ``dynamodb``: a table of its own on DynamoDB Local (``rig.dynamodb``), created by the
+  sidecar's ``--provision``, with the memory cache backend beside it. DynamoDB Local has no
+  vector index: vector search runs exactly in the sidecar.
 
 ``store_sidecar`` runs a test once per backend on a session-scoped sidecar configured with
 ``store`` and ``cache`` blocks (index of ``DIFF_DIMS`` dimensions, except on agentcore-memory,
@@ -36,11 +39,13 @@ from typing import Any
 
 import pytest
 
+from rig.dynamodb import AwsEndpoints
 from rig.emulator import EmulatorProcess, unique_name
 from rig.sidecar import SidecarProcess
 from rig.valkey import ValkeyProcess, search_module_path, start_valkey
 
 __all__ = [
+    "CLOCKED_TTL",
     "DIFF_DIMS",
     "NO_TTL",
     "RANKS_ITSELF",
@@ -48,13 +53,16 @@ __all__ = [
     "StoreSidecar",
     "StoreSidecarFactory",
     "agentcore_store_config",
+    "dynamodb_store_config",
     "start_agentcore_store_sidecar",
+    "start_dynamodb_store_sidecar",
     "start_store_sidecar",
     "store_cache_config",
     "store_exact_valkey",
     "store_search_valkey",
     "store_sidecar",
     "store_sidecar_agentcore_memory",
+    "store_sidecar_dynamodb",
     "store_sidecar_factory",
     "store_sidecar_memory",
     "store_sidecar_valkey_exact",
@@ -62,7 +70,7 @@ __all__ = [
     "unique_label",
 ]
 
-STORE_BACKENDS = ("memory", "valkey-search", "valkey-exact", "agentcore-memory")
+STORE_BACKENDS = ("memory", "valkey-search", "valkey-exact", "agentcore-memory", "dynamodb")
 RANKS_ITSELF = frozenset({"agentcore-memory"})
 """Backends whose searches with a query are ranked by the storage service itself (AgentCore's
 semantic retrieval: the emulator's stand-in here), not by the agent's vectors: see the
@@ -70,6 +78,11 @@ README's agentcore-memory section. Tests of vector-ranked order and scores skip 
 ``tests/integration/test_agentcore_store_backend.py`` shows what they do instead."""
 NO_TTL = frozenset({"agentcore-memory"})
 """Backends that refuse puts with a TTL (AgentCore expires records only in whole days)."""
+CLOCKED_TTL = frozenset({"dynamodb"})
+"""Backends whose TTLs are shown against a clock the test moves, not against real time with
+0.4 s margins: DynamoDB Local's latency (a cold table's first calls take most of a second)
+exceeds them. ``tests/integration/test_dynamodb_store_backend.py`` shows expiry (with items
+DynamoDB still holds) and refresh on reads there."""
 DIFF_DIMS = 8
 """Dimensions of the session sidecars' index: small, for the differential suite."""
 
@@ -81,7 +94,8 @@ class StoreSidecar:
     backend: str
     process: SidecarProcess
     key_prefix: str
-    """On Valkey, the prefix of the store's keys and of its search index."""
+    """On Valkey, the prefix of the store's keys and of its search index; on dynamodb, the
+    table's name."""
     memory_id: str = ""
     """On agentcore-memory, the emulator's memory holding the store's records."""
 
@@ -131,6 +145,9 @@ def start_store_sidecar(
     if backend == "agentcore-memory":
         emulator: EmulatorProcess = request.getfixturevalue("agentcore_emulator")
         return start_agentcore_store_sidecar(emulator, workdir)
+    if backend == "dynamodb":
+        endpoints: AwsEndpoints = request.getfixturevalue("aws_endpoints")
+        return start_dynamodb_store_sidecar(endpoints, workdir, index=index)
     url = _server_url(backend, request)
     prefix = key_prefix or f"ap-{uuid.uuid4().hex[:8]}"
     config = store_cache_config(url, index=index, key_prefix=prefix)
@@ -152,6 +169,26 @@ def start_agentcore_store_sidecar(emulator: EmulatorProcess, workdir: Path) -> S
     memory_id = emulator.create_active_memory(unique_name("store"))
     process = SidecarProcess(agentcore_store_config(memory_id), workdir, [], emulator.env())
     return StoreSidecar("agentcore-memory", process.start(), "", memory_id)
+
+
+def dynamodb_store_config(
+    table: str, *, index: dict[str, Any] | None = None, **settings: Any
+) -> dict[str, Any]:
+    """A store on a DynamoDB table, the memory cache beside it."""
+    store: dict[str, Any] = {"backend": "dynamodb", "dynamodb": {"tableName": table, **settings}}
+    if index is not None:
+        store["index"] = index
+    return {"store": store, "cache": {"backend": "memory"}}
+
+
+def start_dynamodb_store_sidecar(
+    endpoints: AwsEndpoints, workdir: Path, *, index: dict[str, Any] | None
+) -> StoreSidecar:
+    """A sidecar on a new table of DynamoDB Local (so an empty store), made by --provision."""
+    table = f"ap-store-{uuid.uuid4().hex[:8]}"
+    config = dynamodb_store_config(table, index=index)
+    process = SidecarProcess(config, workdir, ["--provision"], endpoints.env())
+    return StoreSidecar("dynamodb", process.start(), table)
 
 
 def _server_url(backend: str, request: pytest.FixtureRequest) -> str | None:
@@ -210,6 +247,11 @@ def store_sidecar_agentcore_memory(agentcore_emulator: EmulatorProcess) -> Itera
     sidecar = start_agentcore_store_sidecar(agentcore_emulator, workdir)
     yield sidecar
     sidecar.process.stop()
+
+
+@pytest.fixture(scope="session")
+def store_sidecar_dynamodb(request: pytest.FixtureRequest) -> Iterator[StoreSidecar]:
+    yield from _session_sidecar("dynamodb", request)
 
 
 @pytest.fixture(params=STORE_BACKENDS)

@@ -20,10 +20,14 @@ from rig.awscalls import actions, policies
 DOCUMENTS = sorted(policies.IAM_DIR.glob("*.json"))
 README = policies.IAM_DIR / "README.md"
 
-UNSCOPED = frozenset({"bedrock-agentcore:CreateMemory", "bedrock-agentcore:ListMemories"})
+UNSCOPED = frozenset(
+    {"bedrock-agentcore:CreateMemory", "bedrock-agentcore:ListMemories"}
+    | {f"bedrock:{name}" for name in actions.SESSION_UNSCOPED}
+)
 """Actions IAM accepts only with ``"Resource": "*"``: AgentCore defines no resource type for
 them (ListMemories lists the account's memories; CreateMemory's memory has no id yet). The
-operator's CreateMemory statement requires the owner tag in the request instead."""
+operator's CreateMemory statement requires the owner tag in the request instead. Bedrock
+sessions likewise for CreateSession and ListSessions."""
 
 
 @cache

@@ -37,6 +37,8 @@ PROJECT_FIXTURES = frozenset(
         "agentcore_sidecar",
         "agentcore_backend",
         "store_sidecar_agentcore_memory",
+        "bedrock_session_sidecar",
+        "bedrock_session_backend",
     }
 )
 """Rig fixtures that run the sidecar's AWS backends: a session that set one up and recorded

@@ -32,6 +32,7 @@ SERVICE_PREFIXES: Mapping[str, str] = {
     "bedrock-agentcore": "bedrock-agentcore",
     "bedrock-agentcore-control": "bedrock-agentcore",
     "bedrock-runtime": "bedrock",
+    "bedrock-agent-runtime": "bedrock",
 }
 """botocore service name → IAM action prefix (both AgentCore planes share one)."""
 
@@ -41,6 +42,7 @@ BUCKET = "arn:${Partition}:s3:::${BucketName}"
 OBJECT = BUCKET + "/${KeyPrefix}"
 MEMORY = "arn:${Partition}:bedrock-agentcore:${Region}:${Account}:memory/${MemoryId}"
 MODEL = "arn:${Partition}:bedrock:${Region}::foundation-model/${ModelId}"
+SESSION = "arn:${Partition}:bedrock:${Region}:${Account}:session/${SessionId}"
 
 PREFIXES: Mapping[str, str] = {
     "TableName": "TableNamePrefix",
@@ -114,6 +116,11 @@ AGENTCORE_UNSCOPED = frozenset({"CreateMemory", "ListMemories"})
 """AgentCore actions with no resource type: IAM only accepts ``"Resource": "*"`` for them."""
 
 
+SESSION_UNSCOPED = frozenset({"CreateSession", "ListSessions"})
+"""Bedrock session actions with no resource type (the session has no id yet; the list is
+the account's): IAM only accepts ``"Resource": "*"`` for them."""
+
+
 class Unmapped(Exception):
     """A call this module cannot translate into IAM actions yet (add it here)."""
 
@@ -178,6 +185,8 @@ def needs(call: Call) -> list[Need]:
         found = list(_s3(call))
     elif SERVICE_PREFIXES.get(call.service) == "bedrock-agentcore":
         found = [_agentcore(call)]
+    elif call.service == "bedrock-agent-runtime":
+        found = [_session(call)]
     elif (call.service, call.operation) == ("bedrock-runtime", "InvokeModel"):
         model = str(call.params["modelId"])
         found = [_resource("bedrock:InvokeModel", MODEL, **_in_region(call.region), ModelId=model)]
@@ -227,6 +236,8 @@ def _from_arn(action: str, arn: str) -> Need:
         return _resource(action, TABLE, **where, TableName=name)
     if (service, kind) == ("bedrock-agentcore", "memory"):
         return _resource(action, MEMORY, **where, MemoryId=name)
+    if (service, kind) == ("bedrock", "session"):
+        return _resource(action, SESSION, **where, SessionId=name)
     raise Unmapped(f"{action}: no placeholders known for {arn!r}")
 
 
@@ -311,6 +322,23 @@ def _agentcore(call: Call) -> Need:
         return _from_arn(action, params["resourceArn"])
     if call.operation in AGENTCORE_UNSCOPED:
         return Need(action, "*", _in_region(call.region), shape="*")
+    raise Unmapped(f"{call}: no resource known for it")
+
+
+def _session(call: Call) -> Need:
+    """A Bedrock Agent Runtime session call: its action is ``bedrock:<operation>``, on the
+    session it names (by id or ARN)."""
+    action = f"bedrock:{call.operation}"
+    params = call.params
+    if call.operation in SESSION_UNSCOPED:
+        return Need(action, "*", _in_region(call.region), shape="*")
+    if "resourceArn" in params:
+        return _from_arn(action, params["resourceArn"])
+    if "sessionIdentifier" in params:
+        identifier = str(params["sessionIdentifier"])
+        if identifier.startswith("arn:"):
+            return _from_arn(action, identifier)
+        return _resource(action, SESSION, **_in_region(call.region), SessionId=identifier)
     raise Unmapped(f"{call}: no resource known for it")
 
 

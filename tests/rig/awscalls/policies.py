@@ -29,6 +29,7 @@ ROLE_DOCUMENTS: Mapping[str, str] = {
     "sidecar-dynamodb": "sidecar-dynamodb.json",
     "sidecar-agentcore-memory": "sidecar-agentcore-memory.json",
     "sidecar-embeddings": "sidecar-embeddings.json",
+    "sidecar-bedrock-session": "sidecar-bedrock-session.json",
 }
 """The recorder's role of a call → the document that must allow it."""
 

@@ -30,6 +30,8 @@ class Outputs(TypedDict, total=False):
     configMapName: str
     tableName: str
     tableArn: str
+    storeTableName: str
+    storeTableArn: str
     bucketName: str
     bucketArn: str
     indexName: str

@@ -180,6 +180,8 @@ def outputs_schema() -> Schema:
         "configMapName": "The ConfigMap with the sidecar's config (key sidecar.yaml).",
         "tableName": "The DynamoDB table of the checkpointer.",
         "tableArn": "Its ARN, for IAM policies.",
+        "storeTableName": "The DynamoDB table of the store.",
+        "storeTableArn": "Its ARN, for IAM policies.",
         "bucketName": "The S3 bucket for large payloads.",
         "bucketArn": "Its ARN, for IAM policies.",
         "indexName": "The Valkey search index of the store.",

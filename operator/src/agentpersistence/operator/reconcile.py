@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import kopf
 
+from agentpersistence.sidecar.backends.dynamodb import store_schema
 from agentpersistence.sidecar.backends.valkey import credentials
 from agentpersistence.sidecar.backends.valkey.connection import Connection
 
@@ -49,7 +50,7 @@ from .spec import AgentPersistenceSpec
 Action = Literal["Created", "Updated", "Adopted"]
 SECRET_RETRY_DELAY_S = 30.0
 """How soon a pass retries after the operator was refused a Secret (RBAC granted later)."""
-NAMED_OUTPUTS = ("tableName", "bucketName", "indexName", "memoryId")
+NAMED_OUTPUTS = ("tableName", "storeTableName", "bucketName", "indexName", "memoryId")
 """Outputs that name storage (the ARNs follow them)."""
 
 
@@ -153,20 +154,30 @@ async def planned(
 
 
 async def _dynamodb(spec: AgentPersistenceSpec, context: Context) -> list[Storage[Any]]:
+    found: list[Storage[Any]] = []
     checkpointer = spec.checkpointer
-    if checkpointer is None or checkpointer.dynamodb is None:
-        return []
-    settings = checkpointer.dynamodb
-    region = context.aws.region(settings.region)
-    with errors.guarded("aws", f"the AWS clients for {settings.table_name}"):
-        found: list[Storage[Any]] = [
-            DynamoDBTable(await context.aws.dynamodb(region), settings.table_name)
-        ]
-        if settings.s3_offload is not None:
-            s3 = await context.aws.s3(region)
-            partition = context.aws.partition(region)
-            offload, ttl = settings.s3_offload, settings.ttl_seconds
-            found.append(S3Bucket(s3, offload, ttl, region, partition))
+    if checkpointer is not None and checkpointer.dynamodb is not None:
+        settings = checkpointer.dynamodb
+        region = context.aws.region(settings.region)
+        with errors.guarded("aws", f"the AWS clients for {settings.table_name}"):
+            found.append(DynamoDBTable(await context.aws.dynamodb(region), settings.table_name))
+            if settings.s3_offload is not None:
+                s3 = await context.aws.s3(region)
+                partition = context.aws.partition(region)
+                offload, ttl = settings.s3_offload, settings.ttl_seconds
+                found.append(S3Bucket(s3, offload, ttl, region, partition))
+    store = spec.store
+    if store is not None and store.dynamodb is not None:
+        table = store.dynamodb
+        index = store.index if table.vector_index else None  # the model requires index then
+        vector = (index.dims, index.distance) if index is not None else None
+        region = context.aws.region(table.region)
+        with errors.guarded("aws", f"the AWS client for {table.table_name}"):
+            client = await context.aws.dynamodb(region)
+        definition = store_schema.table_definition(table.table_name, vector)
+        found.append(
+            DynamoDBTable(client, table.table_name, definition=definition, output="storeTable")
+        )
     return found
 
 

@@ -21,7 +21,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-CheckpointBackendName = Literal["memory", "valkey", "dynamodb", "agentcore-memory"]
+CheckpointBackendName = Literal[
+    "memory", "valkey", "dynamodb", "agentcore-memory", "agentcore-valkey", "bedrock-session"
+]
 
 
 class ConfigError(Exception):
@@ -220,6 +222,19 @@ MEMORY_ID_PATTERN = (
 ACTOR_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9-_/]*(?::[a-zA-Z0-9-_/]+)*[a-zA-Z0-9-_/]*$"
 
 
+def _default_actor_id(
+    description: str = "The actorId of threads whose config carries no configurable.actor_id.",
+) -> Any:
+    """The ``defaultActorId`` field of the blocks whose threads belong to AgentCore actors."""
+    return Field(
+        default="agentpersistence",
+        min_length=1,
+        max_length=255,
+        pattern=ACTOR_ID_PATTERN,
+        description=description,
+    )
+
+
 class AgentCoreMemorySettings(AwsClientSettings):
     """Checkpoints as events of a Bedrock AgentCore Memory (``AWS_ENDPOINT_URL_BEDROCK_AGENTCORE``
     overrides the endpoint). A thread is a session of an actor: ``configurable.actor_id``, else
@@ -232,12 +247,62 @@ class AgentCoreMemorySettings(AwsClientSettings):
         "AgentPersistence, leave it unset to use the memory the operator provisions from "
         "spec.agentcoreMemory.",
     )
-    default_actor_id: str = Field(
+    default_actor_id: str = _default_actor_id()
+
+
+SESSION_ID_PATTERN = (
+    r"^(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]+:[0-9]{12}:session/)?"
+    r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$"
+)
+KMS_KEY_ARN_PATTERN = r"^arn:aws(|-cn|-us-gov):kms:[a-zA-Z0-9-]*:[0-9]{12}:key/[a-zA-Z0-9-]{36}$"
+
+
+class BedrockSessionSettings(AwsClientSettings):
+    """Checkpoints as invocation steps of Bedrock Agent Runtime sessions, one session per
+    thread (``AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME`` overrides the endpoint). A thread id
+    that is an existing session's id or ARN is that session; other thread ids get a session
+    the sidecar creates, recorded in a directory session."""
+
+    kms_key_arn: str | None = Field(
+        default=None,
+        pattern=KMS_KEY_ARN_PATTERN,
+        description="KMS key (ARN) that encrypts the sessions the sidecar creates (CreateSession's "
+        "encryptionKeyArn); the sidecar's role needs kms:Encrypt, kms:Decrypt, "
+        "kms:GenerateDataKey and kms:DescribeKey on it. Unset: AWS-managed keys.",
+    )
+    directory_session_id: str | None = Field(
+        default=None,
+        pattern=SESSION_ID_PATTERN,
+        description="The session (id or ARN) that maps thread ids to sessions. Unset: found by "
+        "its metadata (directoryName) among the account's sessions at the first request, "
+        "or created; setting it saves that scan.",
+    )
+    directory_name: str = Field(
         default="agentpersistence",
         min_length=1,
-        max_length=255,
-        pattern=ACTOR_ID_PATTERN,
-        description="The actorId of threads whose config carries no configurable.actor_id.",
+        max_length=100,
+        pattern=r"^[a-zA-Z0-9._:/=+@-]+$",
+        description="Name of the directory session looked up when directorySessionId is unset; "
+        "sidecars that share a name share threads.",
+    )
+
+
+class AgentCoreValkeySettings(ValkeySettings):
+    """Checkpoints in Valkey in AgentCore's data model, as ``langgraph-checkpoint-aws``'s
+    ``AgentCoreValkeySaver`` keeps them: a thread belongs to an actor (``configurable.actor_id``,
+    else ``defaultActorId``). Threads that saver wrote are read too."""
+
+    key_prefix: str = Field(
+        default="agentcore",
+        description="Prefix of the keys this backend writes (the saver's own keys always "
+        "start with agentcore: and are read whatever this is).",
+    )
+    default_actor_id: str = _default_actor_id()
+    read_saver_keys: bool = Field(
+        default=True,
+        description="Also read threads AgentCoreValkeySaver wrote (its agentcore:session:, "
+        "agentcore:checkpoint: and agentcore:writes: keys; standalone servers only). Off "
+        "saves a small script call per read.",
     )
 
 
@@ -249,6 +314,12 @@ class CheckpointerConfig(_Model):
     agentcore_memory: AgentCoreMemorySettings | None = Field(
         default=None, description="For backend: agentcore-memory."
     )
+    bedrock_session: BedrockSessionSettings | None = Field(
+        default=None, description="For backend: bedrock-session (optional: defaults apply)."
+    )
+    agentcore_valkey: AgentCoreValkeySettings | None = Field(
+        default=None, description="For backend: agentcore-valkey."
+    )
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> CheckpointerConfig:
@@ -256,7 +327,7 @@ class CheckpointerConfig(_Model):
         return self
 
 
-StoreBackendName = Literal["memory", "valkey", "agentcore-memory"]
+StoreBackendName = Literal["memory", "valkey", "dynamodb", "agentcore-memory"]
 CacheBackendName = Literal["memory", "valkey"]
 
 
@@ -310,6 +381,29 @@ class ValkeyStoreSettings(ValkeyConnectionSettings):
             "without a search module, filtered scans, and the over-fetch of a KNN query whose "
             "filter the index cannot apply. Past it the search is refused, naming this setting."
         ),
+    )
+
+
+class DynamoDBStoreSettings(AwsClientSettings):
+    """Store items in a DynamoDB table of their own (``PK``/``SK`` keys, TTL on ``expires``),
+    an item per namespace in a registry partition. Endpoints, region and credentials come
+    from the standard AWS chain (``AWS_REGION``, ``AWS_ENDPOINT_URL_DYNAMODB``, ...)."""
+
+    table_name: str = Field(
+        min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$", description="The table."
+    )
+    max_exact_search: int = Field(
+        default=10_000,
+        gt=0,
+        description="Most items one search may read and rank in the sidecar (every item under "
+        "its namespace prefix: searches are ordered and filtered here, and vectors ranked "
+        "exactly without vectorIndex). Past it the search is refused, naming this setting.",
+    )
+    vector_index: bool = Field(
+        default=False,
+        description="Rank queries with DynamoDB's own vector index (SearchVectors; created "
+        "by --provision or the operator from the store's index block). Off: vector search "
+        "runs exactly in the sidecar, bounded by maxExactSearch. DynamoDB Local lacks it.",
     )
 
 
@@ -397,6 +491,9 @@ class StoreConfig(_Model):
     backend: StoreBackendName = Field(description="Where long-term memory items are stored.")
     memory: MemorySettings | None = Field(default=None, description="No settings; for tests.")
     valkey: ValkeyStoreSettings | None = Field(default=None, description="For backend: valkey.")
+    dynamodb: DynamoDBStoreSettings | None = Field(
+        default=None, description="For backend: dynamodb."
+    )
     agentcore_memory: AgentCoreMemoryStoreSettings | None = Field(
         default=None,
         description="For backend: agentcore-memory. In an AgentPersistence, a block without "
@@ -410,6 +507,12 @@ class StoreConfig(_Model):
     @model_validator(mode="after")
     def _one_backend_block(self) -> StoreConfig:
         _check_blocks(self)
+        dynamodb = self.dynamodb
+        if dynamodb is not None and dynamodb.vector_index and self.index is None:
+            raise ValueError(
+                "dynamodb.vectorIndex needs an index block (dims, distance): the vector "
+                "index is created from it; add one, or turn vectorIndex off"
+            )
         if self.backend == "agentcore-memory" and self.index is not None:
             raise ValueError(
                 "backend 'agentcore-memory' ranks searches with AgentCore's own semantic "
@@ -434,9 +537,10 @@ class CacheConfig(_Model):
         return self
 
 
-BLOCKLESS = frozenset({"memory", "agentcore-memory"})
+BLOCKLESS = frozenset({"memory", "agentcore-memory", "bedrock-session"})
 """Backends whose settings block may be left out (agentcore-memory: the operator fills in the
-memory it provisions; a sidecar config file must name one, see ``SidecarConfig``)."""
+memory it provisions; a sidecar config file must name one, see ``SidecarConfig``;
+bedrock-session: every setting has a default)."""
 
 
 def block_name(backend: str) -> str:
@@ -457,7 +561,9 @@ def _check_blocks(config: BaseModel) -> None:
             "keep only the block of the chosen backend"
         )
     if backend not in BLOCKLESS and getattr(config, block_name(backend)) is None:
-        required = {"valkey": "url", "dynamodb": "tableName"}.get(backend, "its settings")
+        required = {"valkey": "url", "dynamodb": "tableName", "agentcore-valkey": "url"}.get(
+            backend, "its settings"
+        )
         raise ValueError(
             f"backend {backend!r} needs a {to_camel(block_name(backend))!r} block with at "
             f"least {required!r}"

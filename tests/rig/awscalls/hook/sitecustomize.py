@@ -34,7 +34,7 @@ PARAMS_KEY = "agentpersistence_recorded_params"
 
 KEPT_NAMES = frozenset(
     {"TableName", "IndexName", "ResourceArn", "resourceArn", "Bucket", "Key", "VersionId",
-     "CopySource", "memoryId", "modelId"}
+     "CopySource", "memoryId", "modelId", "sessionIdentifier"}
 )  # fmt: skip
 """String parameters that name a resource (or change which IAM actions a call needs)."""
 

@@ -16,7 +16,7 @@ cost reports; the item is what the operator reads).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -29,6 +29,7 @@ from ..ownership import Claim
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import CreateTableInputTypeDef
 
 KeySchema = tuple[tuple[str, str], ...]
 """``((attribute, HASH|RANGE), ...)``."""
@@ -52,11 +53,22 @@ def wanted_keys(table_name: str) -> KeySchema:
 
 
 class DynamoDBTable:
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        definition: CreateTableInputTypeDef | None = None,
+        output: Literal["table", "storeTable"] = "table",
+    ) -> None:
+        """``definition``: the store's (with its vector index) instead of the checkpointer's;
+        ``output``: the status outputs' prefix (``tableName`` or ``storeTableName``)."""
         self.client = client
         self.name = table_name
+        self.definition = definition
+        self.output = output
         self.description = f"DynamoDB table {table_name}"
-        self.recorded_as = ("tableName", table_name)
+        self.recorded_as = (f"{output}Name", table_name)
 
     async def read(self) -> TableState | None:
         with errors.guarded("aws", self.description):
@@ -151,6 +163,8 @@ class DynamoDBTable:
                     raise
 
     def outputs(self, observed: TableState) -> Outputs:
+        if self.output == "storeTable":
+            return {"storeTableName": observed.name, "storeTableArn": observed.arn}
         return {"tableName": observed.name, "tableArn": observed.arn}
 
     def _check_keys(self, observed: TableState) -> None:
@@ -163,7 +177,7 @@ class DynamoDBTable:
 
     async def _ensure(self, tags: dict[str, str] | None = None) -> TableState:
         with errors.guarded("aws", self.description):
-            await provisioning.ensure_table(self.client, self.name, tags)
+            await provisioning.ensure_table(self.client, self.name, tags, self.definition)
         state = await self.read()
         if state is None:
             raise errors.Retryable(f"{self.description} vanished after creation", reason="Gone")

@@ -31,6 +31,16 @@ def checkpoint_backend(config: CheckpointerConfig) -> CheckpointBackend:
 
         assert config.agentcore_memory is not None  # enforced by SidecarConfig
         return AgentCoreMemoryCheckpointBackend(config.agentcore_memory)
+    if config.backend == "agentcore-valkey":
+        from .agentcore_valkey.checkpoint import AgentCoreValkeyCheckpointBackend
+
+        assert config.agentcore_valkey is not None  # enforced by the settings model
+        return AgentCoreValkeyCheckpointBackend(config.agentcore_valkey)
+    if config.backend == "bedrock-session":
+        from ..settings import BedrockSessionSettings
+        from .bedrock_session.checkpoint import BedrockSessionCheckpointBackend
+
+        return BedrockSessionCheckpointBackend(config.bedrock_session or BedrockSessionSettings())
     raise AssertionError(f"unhandled backend {config.backend!r}")  # the model rejects others
 
 
@@ -46,6 +56,11 @@ def store_backend(config: StoreConfig) -> StoreBackend:
 
         assert config.agentcore_memory is not None  # enforced by SidecarConfig
         return AgentCoreMemoryStoreBackend(config.agentcore_memory)
+    if config.backend == "dynamodb":
+        from .dynamodb.store import DynamoDBStoreBackend
+
+        assert config.dynamodb is not None  # enforced by the settings model
+        return DynamoDBStoreBackend(config.dynamodb, config.index)
     from .valkey.store import ValkeyStoreBackend
 
     assert config.valkey is not None  # enforced by the settings model

@@ -19,7 +19,7 @@ from aiobotocore.session import get_session
 
 from agentpersistence.client.protocol.errors import SidecarError
 
-from ...settings import DynamoDBSettings
+from ...settings import DynamoDBSettings, DynamoDBStoreSettings
 from ..aws import client_config, region, translated
 
 if TYPE_CHECKING:
@@ -32,10 +32,11 @@ log = logging.getLogger("agentpersistence.sidecar.dynamodb")
 class Clients:
     """Opened by the backend's ``start()``, closed by its ``close()``."""
 
-    def __init__(self, settings: DynamoDBSettings) -> None:
+    def __init__(self, settings: DynamoDBSettings | DynamoDBStoreSettings) -> None:
         self.settings = settings
         self.table_name = settings.table_name
-        self.bucket_name = settings.s3_offload.bucket_name if settings.s3_offload else None
+        offload = settings.s3_offload if isinstance(settings, DynamoDBSettings) else None
+        self.bucket_name = offload.bucket_name if offload else None
         self.where_table = f"DynamoDB table {self.table_name}"
         self.where_bucket = f"S3 bucket {self.bucket_name}"
         self._stack: contextlib.AsyncExitStack | None = None

@@ -16,10 +16,11 @@ from botocore.exceptions import ClientError
 
 from ...settings import S3OffloadSettings
 from .. import aws as errors
-from . import schema
+from . import schema, store_schema
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import CreateTableInputTypeDef
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import LifecycleRuleTypeDef
 
@@ -30,12 +31,15 @@ log = logging.getLogger("agentpersistence.sidecar.dynamodb")
 
 
 async def ensure_table(
-    client: DynamoDBClient, table_name: str, tags: Mapping[str, str] | None = None
+    client: DynamoDBClient,
+    table_name: str,
+    tags: Mapping[str, str] | None = None,
+    definition: CreateTableInputTypeDef | None = None,
 ) -> None:
     """Create the table (on-demand billing, with ``tags`` if new) and enable TTL on
-    ``expires``; wait until active."""
+    ``expires``; wait until active. ``definition`` defaults to the checkpointer's table."""
     try:
-        definition = schema.table_definition(table_name)
+        definition = definition or schema.table_definition(table_name)
         if tags:
             definition["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
         await client.create_table(**definition)
@@ -54,6 +58,19 @@ async def ensure_table(
             TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.EXPIRES},
         )
         log.info("enabled TTL on the table", extra={"table": table_name})
+
+
+async def ensure_store_table(
+    client: DynamoDBClient,
+    table_name: str,
+    vector_index: tuple[int, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """The store's table (:func:`.store_schema.table_definition`): the checkpointer's layout,
+    with the vector index of ``vector_index`` (dimensions, distance) when given. An existing
+    table is adopted as it is (a missing vector index is not added to it)."""
+    definition = store_schema.table_definition(table_name, vector_index)
+    await ensure_table(client, table_name, tags, definition)
 
 
 async def ensure_bucket(

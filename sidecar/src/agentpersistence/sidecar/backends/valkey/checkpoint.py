@@ -5,6 +5,9 @@ cross-slot index updates in the same pipeline); ``list`` one per thread it reads
 when a filter skips over many checkpoints); ``delete_thread`` and ``prune`` one per
 :data:`DELETE_BUDGET` checkpoints; ``delete_for_runs`` two; ``copy_thread`` one per batch of
 copied checkpoints plus one.
+
+:meth:`ValkeyCheckpointBackend.scope` says where a request's namespaces are stored; here,
+as sent. ``agentcore-valkey`` subclasses this backend to store each actor's apart.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..base import CheckpointBackend
 from . import records, scripts
 from .connection import Arg, Command, Connection, evalsha
 from .listing import Lister
-from .schema import Keys
+from .schema import Keys, Scope
 
 DELETE_BUDGET = 500
 """Most checkpoints one delete or prune script call removes (bounds its time on the server)."""
@@ -36,14 +39,20 @@ Commands = list[Command]  # spelled out here: inside the class, ``list`` is the 
 
 class ValkeyCheckpointBackend(CheckpointBackend):
     name = "valkey"
+    script_set: Sequence[scripts.Script] = scripts.CHECKPOINT
+    """The scripts the connection loads."""
 
     def __init__(self, settings: ValkeySettings) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.ttl = settings.ttl_seconds or 0
         """0 keeps keys forever; scripts take it as an argument."""
-        self.conn = Connection(settings)
+        self.conn = Connection(settings, self.script_set)
         self.lister = Lister(self.conn, self.keys, self.ttl)
+
+    def scope(self, actor_id: str | None) -> Scope:
+        """Where the namespaces of a request by ``actor_id`` are stored: as sent."""
+        return Scope()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -54,14 +63,22 @@ class ValkeyCheckpointBackend(CheckpointBackend):
         await self.conn.close()
 
     async def health(self) -> m.BackendHealth:
-        return await self.conn.health("checkpointer")
+        return await self.conn.health("checkpointer", self.name)
 
     # --- reads ---------------------------------------------------------------------------
 
     async def get_tuple(self, request: m.GetTupleRequest) -> m.CheckpointRecord | None:
+        reply = await self.conn.run_one(self._get(request))
+        return self._decode_get(request, reply)
+
+    def _get(self, request: m.GetTupleRequest) -> Command:
         base = self.keys.thread_base(request.thread_id)
-        args: list[Arg] = [request.checkpoint_ns, scripts.optional(request.checkpoint_id)]
-        reply = await self.conn.run_one(evalsha(scripts.GET, [base], args))
+        ns = self.scope(request.actor_id).stored(request.checkpoint_ns)
+        args: list[Arg] = [ns, scripts.optional(request.checkpoint_id)]
+        return evalsha(scripts.GET, [base], args)
+
+    @staticmethod
+    def _decode_get(request: m.GetTupleRequest, reply: Any) -> m.CheckpointRecord | None:
         if reply is None:
             return None
         checkpoint_id, flat = reply
@@ -69,15 +86,16 @@ class ValkeyCheckpointBackend(CheckpointBackend):
         return records.decode_record(location, flat)
 
     async def list(self, request: m.ListRequest) -> m.ListResponse:
-        return await self.lister.page(request)
+        return await self.lister.page(request, self.scope(request.actor_id))
 
     # --- writes --------------------------------------------------------------------------
 
     async def put(self, request: m.PutRequest) -> None:
         record = request.record
-        location = (record.thread_id, record.checkpoint_ns, record.checkpoint_id)
+        ns = self.scope(request.actor_id).stored(record.checkpoint_ns)
+        location = (record.thread_id, ns, record.checkpoint_id)
         args: list[Arg] = [
-            record.checkpoint_ns,
+            ns,
             record.checkpoint_id,
             *records.record_args(request),
             self.ttl,
@@ -91,7 +109,8 @@ class ValkeyCheckpointBackend(CheckpointBackend):
     async def put_writes(self, request: m.PutWritesRequest) -> None:
         if not request.writes:
             return
-        args: list[str | bytes | int] = [request.checkpoint_ns, request.checkpoint_id, self.ttl]
+        ns = self.scope(request.actor_id).stored(request.checkpoint_ns)
+        args: list[str | bytes | int] = [ns, request.checkpoint_id, self.ttl]
         for write in request.writes:
             replace = "1" if rules.write_replaces(write.idx) else "0"
             args += [records.write_field(write), records.write_value(write), replace]

@@ -203,13 +203,18 @@ class Connection:
                 raise translate(reply, self.where)
         return replies
 
-    async def health(self, block: str) -> m.BackendHealth:
-        """A PING, as the readiness of the backend serving ``block``."""
+    async def health(self, block: str, backend: str = "valkey") -> m.BackendHealth:
+        """A PING, as the readiness of ``backend`` serving ``block``."""
         try:
             await self.run_one(("PING",))
         except SidecarError as exc:
-            return m.BackendHealth(block, "valkey", False, exc.message)
-        return m.BackendHealth(block, "valkey", True)
+            return m.BackendHealth(block, backend, False, exc.message)
+        return m.BackendHealth(block, backend, True)
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the server is a cluster (known once opened)."""
+        return isinstance(self._client, ValkeyCluster)
 
     async def run_one(self, command: Command) -> Any:
         """Send one command; its reply."""

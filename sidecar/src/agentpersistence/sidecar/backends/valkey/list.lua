@@ -1,6 +1,7 @@
 -- One thread's part of a list page, in the shared order: namespaces ascending, ids descending.
 -- KEYS[1] thread base. ARGV: ns (opt; nil = every namespace), after ns (opt), after id (opt),
--- checkpoint id (opt), before id (opt), filter JSON (opt), records wanted, most ids to examine.
+-- checkpoint id (opt), before id (opt), filter JSON (opt), records wanted, most ids to examine,
+-- namespace bound (opt; only namespaces below it, for a listing that starts at `after ns`).
 -- Returns {status, last ns, last id, {ns, id, fields}...}. status: 'full' when the records
 -- wanted were found and another checkpoint follows; 'done' when the thread has nothing more;
 -- 'budget' when the examined ids ran out: continue after (last ns, last id), the last examined.
@@ -9,7 +10,7 @@
 local base = KEYS[1]
 local only_ns, after_ns, after_id = opt(ARGV[1]), opt(ARGV[2]), opt(ARGV[3])
 local only_id, before, filter_json = opt(ARGV[4]), opt(ARGV[5]), opt(ARGV[6])
-local wanted, left = tonumber(ARGV[7]), tonumber(ARGV[8])
+local wanted, left, below = tonumber(ARGV[7]), tonumber(ARGV[8]), opt(ARGV[9] or '')
 local filter = filter_json and cjson.decode(filter_json)
 local out = {'done', '', ''}
 local found = 0
@@ -68,6 +69,7 @@ local function visit(ns, id)
 end
 
 local function list_namespace(ns)
+  if below and not lex_less(ns, below) then return 'done' end
   local hi = nil
   if ns == after_ns then hi = after_id end
   if before and (not hi or lex_less(before, hi)) then hi = before end

@@ -6,6 +6,9 @@ however long the thread. With a filter it examines at most :data:`SCAN_BUDGET` i
 and says where it stopped, so a sparse filter pages through candidates in bounded calls
 instead of blocking the server. Across threads (``thread_id=None``) the thread index is
 read in batches; with a TTL, threads whose keys expired are forgotten first.
+
+A :class:`.schema.Scope` confines a listing to one owner's namespaces (``agentcore-valkey``'s
+actors); commands ``along`` a page ride in the round trip of its first script call.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +26,10 @@ from agentpersistence.client.protocol import rules
 from ..base import ListPosition, decode_cursor, encode_cursor
 from . import records, scripts
 from .connection import Arg, Command, Connection, evalsha
-from .schema import Keys
+from .schema import Keys, Scope
 
+UNSCOPED = Scope()
+"""Namespaces stored as sent."""
 SCAN_BUDGET = 1000
 """Most ids one ``list.lua`` call examines (bounds the time a sparse filter holds the server)."""
 THREAD_BATCH = 100
@@ -39,6 +44,10 @@ SWEEP_GRACE_S = 300
 class _Page:
     limit: int
     filter: dict[str, Any] | None
+    scope: Scope
+    along: list[Command]
+    """Commands still to send with the next script call."""
+    along_replies: list[Any] | None = None
     records: list[m.CheckpointRecord] = field(default_factory=list)
 
     @property
@@ -61,8 +70,16 @@ class Lister:
         self.keys = keys
         self.ttl = ttl
 
-    async def page(self, request: m.ListRequest) -> m.ListResponse:
-        page = _Page(rules.check_page_limit(request.limit), rules.parse_filter(request.filter))
+    async def page(self, request: m.ListRequest, scope: Scope = UNSCOPED) -> m.ListResponse:
+        response, _ = await self.page_along(request, scope, ())
+        return response
+
+    async def page_along(
+        self, request: m.ListRequest, scope: Scope, along: Sequence[Command]
+    ) -> tuple[m.ListResponse, list[Any] | None]:
+        """A page, and the replies of ``along`` (None if the page needed no script call)."""
+        limit = rules.check_page_limit(request.limit)
+        page = _Page(limit, rules.parse_filter(request.filter), scope, list(along))
         after = decode_cursor(request.cursor)
         async with contextlib.aclosing(self._thread_batches(request, after)) as batches:
             async for batch in batches:
@@ -71,8 +88,8 @@ class Lister:
                     if page.full:
                         more = status != "done" or i + 1 < len(batch) or len(batch) == THREAD_BATCH
                         cursor = _cursor(page.records[-1]) if more else None
-                        return m.ListResponse(page.records, cursor)
-        return m.ListResponse(page.records, None)
+                        return m.ListResponse(page.records, cursor), page.along_replies
+        return m.ListResponse(page.records, None), page.along_replies
 
     async def _thread_batches(
         self, request: m.ListRequest, after: ListPosition | None
@@ -104,25 +121,29 @@ class Lister:
         self, request: m.ListRequest, thread_id: str, after: ListPosition | None, page: _Page
     ) -> str:
         """Add the thread's next records to ``page``; the script's last status."""
-        start = _start_in(thread_id, after)
+        scope = page.scope
+        start = _start_in(thread_id, after, scope)
         filter_json = json.dumps(page.filter) if page.filter is not None else None
+        only_ns = None if request.checkpoint_ns is None else scope.stored(request.checkpoint_ns)
         while True:
             args: list[Arg] = [
-                scripts.optional(request.checkpoint_ns),
-                scripts.optional(start[0] if start else None),
-                scripts.optional(start[1] if start else None),
+                scripts.optional(only_ns),
+                scripts.optional(start[0]),
+                scripts.optional(start[1]),
                 scripts.optional(request.checkpoint_id),
                 scripts.optional(request.before_id),
                 scripts.optional(filter_json),
                 page.limit - len(page.records),
                 SCAN_BUDGET,
+                scripts.optional(scope.below),
             ]
-            reply = await self.conn.run_one(
-                evalsha(scripts.LIST, [self.keys.thread_base(thread_id)], args)
-            )
+            script = evalsha(scripts.LIST, [self.keys.thread_base(thread_id)], args)
+            *along, reply = await self.conn.run(*page.along, script)
+            if page.along:
+                page.along, page.along_replies = [], along
             status, last_ns, last_id, *found = reply
             for ns, cid, flat in found:
-                location = (thread_id, records.text(ns), records.text(cid))
+                location = (thread_id, scope.public(records.text(ns)), records.text(cid))
                 page.offer(records.decode_record(location, flat))
             status = records.text(status)
             if status == "done" or page.full:
@@ -130,11 +151,14 @@ class Lister:
             start = (records.text(last_ns), records.text(last_id))
 
 
-def _start_in(thread_id: str, after: ListPosition | None) -> tuple[str, str] | None:
-    """Where listing resumes inside the thread: after ``(ns, id)``, or from its start."""
+def _start_in(
+    thread_id: str, after: ListPosition | None, scope: Scope
+) -> tuple[str | None, str | None]:
+    """Where listing resumes inside the thread: after stored ``(ns, id)``, or from the start
+    of the scope (its first namespace, whole)."""
     if after is None or after[0] != thread_id:
-        return None
-    return after[1], after[2]
+        return scope.prefix or None, None
+    return scope.stored(after[1]), after[2]
 
 
 def _cursor(record: m.CheckpointRecord) -> bytes:

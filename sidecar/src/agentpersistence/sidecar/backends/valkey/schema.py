@@ -63,6 +63,35 @@ def namespace_path(labels: Sequence[str]) -> str:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Where a request's namespaces live among a thread's stored namespaces.
+
+    The ``valkey`` backend stores namespaces as sent (no prefix). A backend that keeps several
+    owners' checkpoints in one thread (``agentcore-valkey``: one per actor) stores each
+    owner's namespaces under ``prefix``, the owner's escaped name and ``:``: every stored
+    namespace of one owner then lies in ``[prefix, below)`` and sorts as the names sent.
+    """
+
+    prefix: str = ""
+
+    def stored(self, checkpoint_ns: str) -> str:
+        return self.prefix + checkpoint_ns
+
+    def public(self, stored: str) -> str:
+        return stored[len(self.prefix) :]
+
+    def owns(self, stored: str) -> bool:
+        return stored.startswith(self.prefix)
+
+    @property
+    def below(self) -> str | None:
+        """The first stored namespace past this scope's (None: no bound)."""
+        if not self.prefix:
+            return None
+        return self.prefix[:-1] + chr(ord(self.prefix[-1]) + 1)
+
+
+@dataclass(frozen=True)
 class Keys:
     """Key names under one prefix."""
 

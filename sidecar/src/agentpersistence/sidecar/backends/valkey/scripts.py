@@ -28,13 +28,21 @@ class Script:
     sha: str
 
 
-def _read(filename: str) -> bytes:
-    return resources.files(__package__).joinpath(filename).read_bytes()
+_HERE = __name__.rpartition(".")[0]
+
+
+def _read(filename: str, package: str = _HERE) -> bytes:
+    return resources.files(package).joinpath(filename).read_bytes()
 
 
 def _script(name: str, *, prelude: tuple[str, ...] = _PRELUDE) -> Script:
+    return load(_HERE, name, prelude=prelude)
+
+
+def load(package: str, name: str, *, prelude: tuple[str, ...] = ()) -> Script:
+    """The script ``<name>.lua`` of ``package``, after these files of this package."""
     parts = [_read(f) for f in prelude]
-    source = b"\n".join([*parts, _read(f"{name}.lua")])
+    source = b"\n".join([*parts, _read(f"{name}.lua", package)])
     return Script(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
 
 

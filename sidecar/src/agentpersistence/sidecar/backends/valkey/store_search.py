@@ -34,6 +34,7 @@ from agentpersistence.client.protocol import store_rules as rules
 from agentpersistence.client.protocol.errors import RequestRejected
 
 from ...settings import IndexSettings, ValkeyStoreSettings
+from .. import exact_search
 from . import errors, scripts, store_schema
 from .connection import Arg, Connection, Refusal, evalsha
 from .store_records import Found, decode, pack_vector, text
@@ -114,11 +115,7 @@ class Searcher:
 
     def _too_many(self, prefix: Sequence[str]) -> RequestRejected:
         how = "by the index" if self.knn else "exactly in the sidecar (no search index)"
-        return RequestRejected(
-            f"this search would examine more than {self.bound} items under the namespace "
-            f"prefix {list(prefix)} (vector search runs {how}); the store's maxExactSearch "
-            "setting bounds it: narrow the prefix or the filter, or raise maxExactSearch"
-        )
+        return exact_search.too_many(self.bound, prefix, how)
 
     # --- exact vector search -------------------------------------------------------------
 
@@ -126,19 +123,9 @@ class Searcher:
         """Every item under the prefix, scored here: the memory backend's ranking."""
         assert op.query_vector is not None
         found = await self._collect(op.namespace, "v", wanted, self.bound + 1)
-        scored = [(self._similarity(op.query_vector, f), f) for f in found if f.vector_count]
-        scored.sort(key=lambda pair: pair[0], reverse=True)
-        page: list[Scored] = list(scored[op.offset : op.offset + op.limit])
-        unscored = [(None, f) for f in found if not f.vector_count]
-        return page + unscored[: op.limit - len(page)]
-
-    def _similarity(self, query: list[float], found: Found) -> float:
-        for vector in found.vectors:
-            if len(vector) != len(query):
-                raise RequestRejected(
-                    f"the query vector has {len(query)} dimensions, a stored one {len(vector)}"
-                )
-        return max(rules.similarity(self.distance, query, v) for v in found.vectors)
+        return exact_search.rank(
+            found, _vectors, op.query_vector, self.distance, op.offset, op.limit
+        )
 
     # --- KNN through the index -----------------------------------------------------------
 
@@ -201,6 +188,10 @@ class Searcher:
         replies = await self.conn.run_one(read)
         for member, reply in zip(members, replies, strict=True):
             fetched[member] = decode(reply)
+
+
+def _vectors(found: Found) -> list[list[float]]:
+    return found.vectors if found.vector_count else []
 
 
 def _settled(ranked: list[tuple[float, Found]], docs: list[tuple[str, float]], need: int) -> bool:
