@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import ClassVar
 
 from agentpersistence.client.protocol import framing
 from agentpersistence.client.protocol import messages as m
@@ -26,6 +27,8 @@ class Backend(abc.ABC):
     """Lifecycle shared by every backend: opened before the socket appears, closed last."""
 
     name: str
+    block: ClassVar[str]
+    """The config block the backend serves, as readiness reports it: checkpointer, store, cache."""
 
     async def start(self) -> None:
         """Connect and prepare (load scripts, check the schema); raise if impossible."""
@@ -42,6 +45,8 @@ class Backend(abc.ABC):
 
 
 class CheckpointBackend(Backend):
+    block = "checkpointer"
+
     @abc.abstractmethod
     async def get_tuple(self, request: m.GetTupleRequest) -> m.CheckpointRecord | None: ...
 
@@ -82,12 +87,16 @@ class StoreBackend(Backend):
     key; with a query, by score descending (``store_rules`` defines scores).
     """
 
+    block = "store"
+
     @abc.abstractmethod
     async def batch(self, ops: Sequence[m.StoreOp]) -> list[m.StoreResult]: ...
 
 
 class CacheBackend(Backend):
     """LangGraph's ``BaseCache`` at the blob level."""
+
+    block = "cache"
 
     @abc.abstractmethod
     async def get(self, keys: Sequence[m.CacheKey]) -> list[m.CacheEntry]:

@@ -29,17 +29,17 @@ pending writes stored twice are merged by ``(task_id, idx)`` when read.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeAlias
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import rules
-from agentpersistence.client.protocol.errors import SidecarError
 
 from ...settings import AgentCoreMemorySettings
-from ..base import CheckpointBackend, ListPosition, decode_cursor, encode_cursor
+from .. import listing, stamps
+from ..base import CheckpointBackend, ListPosition
+from ..client_lifecycle import ClientLifecycle
 from . import identity
 from .events import Event, EventLog
 
@@ -48,7 +48,6 @@ HEAD = 4
 """Checkpoint events read to find the latest (more only when they share one timestamp)."""
 REGISTERED_MAX = 65_536
 """Namespaces this sidecar remembers having registered (an LRU; a miss costs one call)."""
-_ONE_US = dt.timedelta(microseconds=1)
 
 Records: TypeAlias = "list[m.CheckpointRecord]"  # spelled out: inside the class, list is a method
 _Sessions: TypeAlias = "list[tuple[str, str]]"
@@ -56,29 +55,15 @@ Threads: TypeAlias = "list[tuple[str, _Sessions]]"
 """``(checkpoint_ns, session_id)`` pairs of one thread, namespaces ascending."""
 
 
-class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
+class AgentCoreMemoryCheckpointBackend(ClientLifecycle, CheckpointBackend):
     name = "agentcore-memory"
 
     def __init__(self, settings: AgentCoreMemorySettings) -> None:
         self.settings = settings
         self.log = EventLog(settings)
+        super().__init__(self.log, self.log.ping)
         self._registered: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._last_stamp = dt.datetime.fromtimestamp(0, dt.UTC)
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    async def start(self) -> None:
-        await self.log.open()
-
-    async def close(self) -> None:
-        await self.log.close()
-
-    async def health(self) -> m.BackendHealth:
-        try:
-            await self.log.ping()
-        except SidecarError as exc:
-            return m.BackendHealth("checkpointer", self.name, False, exc.message)
-        return m.BackendHealth("checkpointer", self.name, True)
+        self._clock = stamps.Clock()
 
     def _actor(self, requested: str | None) -> str:
         return identity.actor_id(requested, self.settings.default_actor_id)
@@ -150,17 +135,7 @@ class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
         return list(stored.values())
 
     async def list(self, request: m.ListRequest) -> m.ListResponse:
-        limit = rules.check_page_limit(request.limit)
-        wanted = rules.parse_filter(request.filter)
-        after = decode_cursor(request.cursor)
-        page: list[m.CheckpointRecord] = []
-        async for record in self._listing(request, after):
-            if wanted and not rules.metadata_matches(rules.parse_metadata(record.metadata), wanted):
-                continue
-            if len(page) == limit:
-                return m.ListResponse(page, encode_cursor(_position(page[-1])))
-            page.append(record)
-        return m.ListResponse(page, None)
+        return await listing.page(request, self._listing)
 
     async def _listing(
         self, request: m.ListRequest, after: ListPosition | None
@@ -168,7 +143,7 @@ class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
         """Records in the shared listing order, from after ``after``."""
         if request.thread_id is None:
             for record in await self._everything():
-                if _wanted(record, request, after):
+                if listing.wanted(record, request, after):
                     yield record
             return
         actor = self._actor(request.actor_id)
@@ -179,11 +154,11 @@ class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
                 continue
             if request.checkpoint_id is not None:
                 found = await self._read(actor, session, request.checkpoint_id)
-                if found is not None and _wanted(found, request, after):
+                if found is not None and listing.wanted(found, request, after):
                     yield found
                 continue
             async for record in self._scan(actor, session):
-                if _wanted(record, request, after):
+                if listing.wanted(record, request, after):
                     yield record
 
     async def _scan(self, actor: str, session: str) -> AsyncIterator[m.CheckpointRecord]:
@@ -251,7 +226,7 @@ class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
             header=header,
             data=record.checkpoint + record.metadata,
             metadata=tags,
-            timestamp=self._checkpoint_stamp(record.checkpoint_id),
+            timestamp=stamps.checkpoint_stamp(record.checkpoint_id, self._clock),
         )
 
     async def put_writes(self, request: m.PutWritesRequest) -> None:
@@ -288,28 +263,17 @@ class AgentCoreMemoryCheckpointBackend(CheckpointBackend):
             identity.session_id(thread_id, ""),
             kind=NAMESPACE,
             header={"thread": thread_id, "ns": ns},
-            timestamp=self._now(),
+            timestamp=self._clock.now(),
         )
         self._registered[key] = None
         if len(self._registered) > REGISTERED_MAX:
             self._registered.popitem(last=False)
 
-    def _checkpoint_stamp(self, cid: str) -> dt.datetime:
-        """The time in the id (the same on every retry), else now."""
-        seconds = identity.checkpoint_time(cid)
-        return self._now() if seconds is None else _datetime(seconds)
-
     def _writes_stamp(self, cid: str) -> dt.datetime:
         """Now, and never before the checkpoint the writes belong to."""
-        seconds = identity.checkpoint_time(cid)
-        now = self._now()
-        return now if seconds is None else max(now, _datetime(seconds) + _ONE_US)
-
-    def _now(self) -> dt.datetime:
-        """Wall-clock time, strictly increasing within this sidecar."""
-        now = max(_datetime(time.time()), self._last_stamp + _ONE_US)
-        self._last_stamp = now
-        return now
+        seconds = stamps.checkpoint_time(cid)
+        now = self._clock.now()
+        return now if seconds is None else max(now, stamps.at(seconds) + stamps.ONE_US)
 
     # --- thread-wide operations ----------------------------------------------------------
 
@@ -420,25 +384,3 @@ def _checkpoint(head: Event, data: bytes, writes: list[m.PendingWrite]) -> m.Che
         metadata=data[size:],
         writes=writes,
     )
-
-
-def _wanted(record: m.CheckpointRecord, request: m.ListRequest, after: ListPosition | None) -> bool:
-    """Whether a record passes the request's position filters (the metadata filter aside)."""
-    position = _position(record)
-    if after is not None:
-        thread, ns, cid = position
-        if (thread, ns) < after[:2] or ((thread, ns) == after[:2] and cid >= after[2]):
-            return False
-    if request.checkpoint_id is not None and record.checkpoint_id != request.checkpoint_id:
-        return False
-    if request.checkpoint_ns is not None and record.checkpoint_ns != request.checkpoint_ns:
-        return False
-    return request.before_id is None or record.checkpoint_id < request.before_id
-
-
-def _position(record: m.CheckpointRecord) -> ListPosition:
-    return record.thread_id, record.checkpoint_ns, record.checkpoint_id
-
-
-def _datetime(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC)

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from agentpersistence.client.protocol.errors import SidecarError
 
-from .. import aws
+from .. import aws, payload_format
 from . import identity
 from .client import MemoryClient
 
@@ -269,10 +269,8 @@ def _decode(raw: Mapping[str, Any], where: str) -> Event | None:
         else:
             raise SidecarError(f"{where}: event {raw.get('eventId')} has an unexpected payload")
     if payload and header.get("ap") != FORMAT:
-        raise SidecarError(
-            f"{where}: event {raw.get('eventId')} has format {header.get('ap')!r}; this sidecar "
-            f"reads format {FORMAT}: upgrade it"
-        )
+        event = f"event {raw.get('eventId')}"
+        raise payload_format.unreadable(where, event, header.get("ap"), FORMAT)
     return Event(
         event_id=str(raw["eventId"]),
         actor_id=str(raw["actorId"]),

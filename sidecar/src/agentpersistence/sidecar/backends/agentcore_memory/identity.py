@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
-import uuid
 
 from agentpersistence.client.protocol.errors import RequestRejected
 
@@ -33,9 +31,6 @@ CHECKPOINT = "ap.cid"
 RUN = "ap.run"
 KEY = "ap.key"
 """Metadata keys of the backend's events."""
-
-_UUID_EPOCH = 0x01B21DD213814000
-"""100 ns intervals between the UUID epoch (1582-10-15) and the Unix epoch."""
 
 
 def is_session_id(text: str) -> bool:
@@ -78,26 +73,3 @@ def tag(value: str) -> str:
 def is_exact(tagged: str) -> bool:
     """Whether a tag is the value itself (not a hash)."""
     return not tagged.startswith(_HASHED)
-
-
-def checkpoint_time(checkpoint_id: str) -> float | None:
-    """The creation time in a LangGraph checkpoint id (a version 6 or 1 UUID), if it has one.
-
-    Checkpoint events carry it as their timestamp, so AgentCore's newest-first order is the
-    order of checkpoint ids, whoever wrote them and whenever they were copied.
-    """
-    try:
-        value = uuid.UUID(checkpoint_id)
-    except ValueError:
-        return None
-    if value.version == 6:
-        n = value.int >> 64
-        ticks = ((n >> 32) << 28) | (((n >> 16) & 0xFFFF) << 12) | (n & 0x0FFF)
-    elif value.version == 1:
-        ticks = value.time
-    else:
-        return None
-    seconds = (ticks - _UUID_EPOCH) / 1e7
-    if not 946_684_800 <= seconds <= time.time() + 86_400:  # 2000-01-01 .. tomorrow
-        return None
-    return seconds

@@ -44,10 +44,11 @@ from collections.abc import Sequence
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import store_rules as rules
-from agentpersistence.client.protocol.errors import RequestRejected, SidecarError
+from agentpersistence.client.protocol.errors import RequestRejected
 
 from ...settings import AgentCoreMemoryStoreSettings
 from ..base import StoreBackend
+from ..client_lifecycle import ClientLifecycle
 from . import items
 from .client import MemoryClient
 from .conversation import Conversations
@@ -58,31 +59,17 @@ Finds = dict[str, list[Found]]
 """Each item path a batch reads, with the item's records (newest first)."""
 
 
-class AgentCoreMemoryStoreBackend(StoreBackend):
+class AgentCoreMemoryStoreBackend(ClientLifecycle, StoreBackend):
     name = "agentcore-memory"
 
     def __init__(self, settings: AgentCoreMemoryStoreSettings) -> None:
         self.settings = settings
         self.memory = MemoryClient(settings)
         self.records = Records(self.memory)
+        super().__init__(self.memory, self.records.ping)
         self.conversations = (
             Conversations(self.records, settings) if settings.mode == "conversational" else None
         )
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    async def start(self) -> None:
-        await self.memory.open()
-
-    async def close(self) -> None:
-        await self.memory.close()
-
-    async def health(self) -> m.BackendHealth:
-        try:
-            await self.records.ping()
-        except SidecarError as exc:
-            return m.BackendHealth("store", self.name, False, exc.message)
-        return m.BackendHealth("store", self.name, True)
 
     # --- batches -------------------------------------------------------------------------
 

@@ -24,18 +24,17 @@ checkpoint and its writes with tombstones (:data:`layout.TOMBSTONE_TIME`).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import rules
-from agentpersistence.client.protocol.errors import SidecarError
 
 from ...settings import BedrockSessionSettings
-from ..base import CheckpointBackend, ListPosition, decode_cursor, encode_cursor
+from .. import listing, stamps
+from ..base import CheckpointBackend, ListPosition
+from ..client_lifecycle import ClientLifecycle
 from . import layout
 from .client import Missing, SessionsClient
 from .directory import Directory
@@ -44,38 +43,22 @@ HEAD = 4
 """Checkpoint summaries read to find the latest (more only when they share one time)."""
 READY_MAX = 65_536
 """Invocations this sidecar remembers having created (an LRU; a miss costs one call)."""
-_ONE_US = dt.timedelta(microseconds=1)
 T = TypeVar("T")
-Records: TypeAlias = "list[m.CheckpointRecord]"  # spelled out: inside the class, list is a method
 Steps: TypeAlias = "list[layout.Step]"
 Names: TypeAlias = "list[str]"
 Writes: TypeAlias = "list[m.PendingWrite]"
 
 
-class BedrockSessionCheckpointBackend(CheckpointBackend):
+class BedrockSessionCheckpointBackend(ClientLifecycle, CheckpointBackend):
     name = "bedrock-session"
 
     def __init__(self, settings: BedrockSessionSettings) -> None:
         self.settings = settings
         self.calls = SessionsClient(settings)
+        super().__init__(self.calls, self.calls.ping)
         self.directory = Directory(self.calls, settings)
         self._ready: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._last = dt.datetime.fromtimestamp(0, dt.UTC)
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    async def start(self) -> None:
-        await self.calls.open()
-
-    async def close(self) -> None:
-        await self.calls.close()
-
-    async def health(self) -> m.BackendHealth:
-        try:
-            await self.calls.ping()
-        except SidecarError as exc:
-            return m.BackendHealth("checkpointer", self.name, False, exc.message)
-        return m.BackendHealth("checkpointer", self.name, True)
+        self._clock = stamps.Clock()
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -155,17 +138,7 @@ class BedrockSessionCheckpointBackend(CheckpointBackend):
         return list(stored.values())
 
     async def list(self, request: m.ListRequest) -> m.ListResponse:
-        limit = rules.check_page_limit(request.limit)
-        wanted = rules.parse_filter(request.filter)
-        after = decode_cursor(request.cursor)
-        page: Records = []
-        async for record in self._listing(request, after):
-            if wanted and not rules.metadata_matches(rules.parse_metadata(record.metadata), wanted):
-                continue
-            if len(page) == limit:
-                return m.ListResponse(page, encode_cursor(_position(page[-1])))
-            page.append(record)
-        return m.ListResponse(page, None)
+        return await listing.page(request, self._listing)
 
     async def _listing(
         self, request: m.ListRequest, after: ListPosition | None
@@ -188,11 +161,11 @@ class BedrockSessionCheckpointBackend(CheckpointBackend):
                     step = await self._checkpoint(session, thread, ns, request.checkpoint_id)
                     steps = [] if step is None else [step]
                     async for record in self._records(session, _aiter(steps)):
-                        if _wanted(record, request, after):
+                        if listing.wanted(record, request, after):
                             yield record
                     continue
                 async for record in self._records(session, self._scan(session, thread, ns)):
-                    if _wanted(record, request, after):
+                    if listing.wanted(record, request, after):
                         yield record
 
     async def _records(
@@ -248,7 +221,7 @@ class BedrockSessionCheckpointBackend(CheckpointBackend):
             "run": request.run_id,
         }
         content = layout.payload(layout.CHECKPOINT, header, record.checkpoint + record.metadata)
-        stamp = layout.checkpoint_stamp(record.checkpoint_id, self._now())
+        stamp = stamps.checkpoint_stamp(record.checkpoint_id, self._clock)
 
         async def write(session: str) -> None:
             await self._register(session, record.thread_id, record.checkpoint_ns)
@@ -284,7 +257,7 @@ class BedrockSessionCheckpointBackend(CheckpointBackend):
         step_id = layout.writes_step(
             thread, ns, cid, ",".join(task_ids), idxs, layout.digest_of(idxs, values)
         )
-        stamp = self._now()
+        stamp = self._clock.now()
 
         async def write(session: str) -> None:
             invocation = layout.writes(thread, ns, cid)
@@ -315,7 +288,7 @@ class BedrockSessionCheckpointBackend(CheckpointBackend):
         await self._invocation(session, layout.NAMESPACES)
         content = layout.payload(layout.NAMESPACE, {"ns": ns})
         step = layout.namespace_step(ns)
-        await self.calls.put_step(session, layout.NAMESPACES, step, self._now(), content)
+        await self.calls.put_step(session, layout.NAMESPACES, step, self._clock.now(), content)
         await self._invocation(session, layout.checkpoints(thread, ns))
         self._remember(key)
 
@@ -335,12 +308,6 @@ class BedrockSessionCheckpointBackend(CheckpointBackend):
     def _forget_session(self, session: str) -> None:
         for key in [key for key in self._ready if key[0] == session]:
             del self._ready[key]
-
-    def _now(self) -> dt.datetime:
-        """Wall-clock time, strictly increasing within this sidecar."""
-        now = max(dt.datetime.fromtimestamp(time.time(), dt.UTC), self._last + _ONE_US)
-        self._last = now
-        return now
 
     # --- thread-wide operations ----------------------------------------------------------
 
@@ -440,21 +407,3 @@ class BedrockSessionCheckpointBackend(CheckpointBackend):
 async def _aiter(items: Sequence[T]) -> AsyncIterator[T]:
     for item in items:
         yield item
-
-
-def _wanted(record: m.CheckpointRecord, request: m.ListRequest, after: ListPosition | None) -> bool:
-    """Whether a record passes the request's position filters (the metadata filter aside)."""
-    position = _position(record)
-    if after is not None:
-        thread, ns, cid = position
-        if (thread, ns) < after[:2] or ((thread, ns) == after[:2] and cid >= after[2]):
-            return False
-    if request.checkpoint_id is not None and record.checkpoint_id != request.checkpoint_id:
-        return False
-    if request.checkpoint_ns is not None and record.checkpoint_ns != request.checkpoint_ns:
-        return False
-    return request.before_id is None or record.checkpoint_id < request.before_id
-
-
-def _position(record: m.CheckpointRecord) -> ListPosition:
-    return record.thread_id, record.checkpoint_ns, record.checkpoint_id

@@ -19,14 +19,13 @@ again.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import re
-import time
 from collections import OrderedDict
 
 from agentpersistence.client.protocol.errors import BackendUnavailable
 
 from ...settings import SESSION_ID_PATTERN, BedrockSessionSettings
+from .. import stamps
 from . import layout
 from .client import SessionsClient
 
@@ -38,7 +37,6 @@ CACHED_MAX = 65_536
 LOCKS = 64
 """Lookups of threads whose ids hash alike wait for each other (a fixed pool of locks)."""
 _SESSION = re.compile(SESSION_ID_PATTERN)
-_ONE_US = dt.timedelta(microseconds=1)
 
 
 def is_session_id(text: str) -> bool:
@@ -57,7 +55,7 @@ class Directory:
         self._cached: OrderedDict[str, str] = OrderedDict()
         self._locks = [asyncio.Lock() for _ in range(LOCKS)]
         self._open_lock = asyncio.Lock()
-        self._last = dt.datetime.fromtimestamp(0, dt.UTC)
+        self._clock = stamps.Clock()
 
     # --- the directory session -----------------------------------------------------------
 
@@ -136,7 +134,7 @@ class Directory:
     async def _record(self, directory: str, thread_id: str, session: str) -> None:
         content = layout.payload(layout.THREAD, {"thread": thread_id, "session": session})
         step = layout.thread_step(thread_id)
-        await self.calls.put_step(directory, layout.THREADS, step, self._now(), content)
+        await self.calls.put_step(directory, layout.THREADS, step, self._clock.now(), content)
 
     async def forget(self, thread_id: str) -> None:
         """Drop a thread's mapping (its session is deleted)."""
@@ -169,8 +167,3 @@ class Directory:
         self._cached.move_to_end(thread_id)
         if len(self._cached) > CACHED_MAX:
             self._cached.popitem(last=False)
-
-    def _now(self) -> dt.datetime:
-        now = max(dt.datetime.fromtimestamp(time.time(), dt.UTC), self._last + _ONE_US)
-        self._last = now
-        return now

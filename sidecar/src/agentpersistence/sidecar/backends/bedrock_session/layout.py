@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentpersistence.client.protocol import rules
-from agentpersistence.client.protocol.errors import SidecarError
 
-from ..agentcore_memory.identity import checkpoint_time
+from .. import payload_format
 
 FORMAT = 1
 PIECE_CHARS = 100_000
@@ -102,12 +101,6 @@ def digest_of(idxs: Sequence[int], values: Sequence[bytes]) -> str:
     return h.hexdigest()
 
 
-def checkpoint_stamp(checkpoint_id: str, now: dt.datetime) -> dt.datetime:
-    """A checkpoint step's time: the time in its id (equal on every retry), else ``now``."""
-    seconds = checkpoint_time(checkpoint_id)
-    return now if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
-
-
 # --- payloads --------------------------------------------------------------------------
 
 
@@ -151,10 +144,8 @@ def decode(raw: Mapping[str, Any], where: str) -> Step:
     if not isinstance(header, dict) or "ap" not in header:
         return _foreign(raw)
     if header["ap"] != FORMAT:
-        raise SidecarError(
-            f"{where}: step {raw.get('invocationStepId')} has format {header['ap']!r}; this "
-            f"sidecar reads format {FORMAT}: upgrade it"
-        )
+        step = f"step {raw.get('invocationStepId')}"
+        raise payload_format.unreadable(where, step, header["ap"], FORMAT)
     return Step(
         step_id=str(raw["invocationStepId"]),
         invocation_id=str(raw["invocationId"]),
