@@ -9,6 +9,7 @@ applied afterwards), records of others in the memory, and the conversational mod
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -268,6 +269,18 @@ async def test_racing_creates_are_read_as_one_and_cleaned_by_the_next_put(store:
     item = await store.get(ns, key)
     assert item is not None
     assert item.created_at == 1000.0
+
+
+async def test_concurrent_puts_of_one_new_item_leave_one_record(store: Store) -> None:
+    """Batches racing to create the same item through one backend are serialized per item:
+    one record, holding the last value written (a second record would be ranked by
+    AgentCore's retrieval even though reads take the newest)."""
+    ns, key = ("race", "one"), "k"
+    values = [{"v": i} for i in range(12)]
+    await asyncio.gather(*(store.one(put(ns, key, value)) for value in values))
+    [record] = store.records(items.item_path(ns, key))
+    assert json.loads(record["content"]["text"])["value"] in values
+    assert value_of(await store.get(ns, key)) == json.loads(record["content"]["text"])["value"]
 
 
 async def test_a_repeated_create_call_creates_nothing_twice(store: Store) -> None:

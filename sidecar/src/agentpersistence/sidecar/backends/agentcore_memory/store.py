@@ -24,8 +24,10 @@ calls per operation:
 A batch's reads (and the finds of its puts) all run first, concurrently, against the store
 as it was; its puts (one per item, ``store_rules.effective_puts``) are written afterwards,
 so an item too large or a namespace too long refuses the batch before anything is written.
-Two sidecars creating the same new item at once may leave two records: reads take the one
-updated last, and the next put or delete of the item removes the other.
+Puts of one item through this sidecar are serialized (a lock per item path held from the find
+to the write), so concurrent batches never leave it two records. Two *sidecars* creating the
+same new item at once still may: reads take the one updated last, and the next put or delete
+of the item removes the other.
 
 Not supported: TTLs (AgentCore expires records in whole days, at least 31, per request, so
 LangGraph's minutes cannot map onto it; a put with a TTL is refused), items whose record
@@ -37,10 +39,11 @@ would exceed 16,000 characters (refused).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import store_rules as rules
@@ -70,6 +73,7 @@ class AgentCoreMemoryStoreBackend(ClientLifecycle, StoreBackend):
         self.conversations = (
             Conversations(self.records, settings) if settings.mode == "conversational" else None
         )
+        self._locks = PathLocks()
 
     # --- batches -------------------------------------------------------------------------
 
@@ -80,14 +84,17 @@ class AgentCoreMemoryStoreBackend(ClientLifecycle, StoreBackend):
         if self.conversations is not None:
             return await self.conversations.batch(ops)
         puts = rules.effective_puts(ops)
-        paths = {items.item_path(op.namespace, op.key) for op in ops if op.op == rules.GET}
-        paths |= {items.item_path(namespace, key) for namespace, key in puts}
-        finds, answers = await asyncio.gather(
-            self._find(paths),
-            asyncio.gather(*(self._staged(op) for op in ops if _is_staged(op))),
-        )
-        drafts, deletes = self._plan(puts, finds, time.time())
-        await self._write(drafts, deletes)
+        writing = {items.item_path(namespace, key) for namespace, key in puts}
+        paths = writing | {
+            items.item_path(op.namespace, op.key) for op in ops if op.op == rules.GET
+        }
+        async with self._locks.holding(writing):
+            finds, answers = await asyncio.gather(
+                self._find(paths),
+                asyncio.gather(*(self._staged(op) for op in ops if _is_staged(op))),
+            )
+            drafts, deletes = self._plan(puts, finds, time.time())
+            await self._write(drafts, deletes)
         return _results(ops, finds, answers)
 
     async def _find(self, paths: set[str]) -> Finds:
@@ -193,6 +200,33 @@ class AgentCoreMemoryStoreBackend(ClientLifecycle, StoreBackend):
         prefix = rules.fixed_prefix(op.conditions)
         namespaces = {f.namespace for f in await self._under(prefix, "namespace listing")}
         return rules.list_namespaces(namespaces, op)
+
+
+class PathLocks:
+    """One asyncio lock per item path while some batch holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def holding(self, paths: set[str]) -> AsyncIterator[None]:
+        """Hold the locks of ``paths``, taken in sorted order (no two batches deadlock)."""
+        ordered = sorted(paths)
+        for path in ordered:
+            lock, users = self._locks.get(path, (asyncio.Lock(), 0))
+            self._locks[path] = (lock, users + 1)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for path in ordered:
+                    await stack.enter_async_context(self._locks[path][0])
+                yield
+        finally:
+            for path in ordered:
+                lock, users = self._locks[path]
+                if users == 1:
+                    del self._locks[path]
+                else:
+                    self._locks[path] = (lock, users - 1)
 
 
 def refuse_ttl(op: m.StoreOp) -> None:
