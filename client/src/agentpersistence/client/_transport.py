@@ -6,8 +6,14 @@ serves, and gives it back once a whole response is read, so no socket is tied to
 event loop that may be gone by the next call.
 
 Every operation of the protocol is idempotent (puts are keyed by id, writes by
-``(task_id, idx)``), so a call whose connection fails is retried on a fresh connection
-until its deadline; then :class:`SidecarUnavailable` is raised.
+``(task_id, idx)``), so a call whose connection fails — the socket is missing or refuses,
+or the connection closes before the whole reply is read — is retried on a fresh connection
+until its deadline; then :class:`SidecarUnavailable` is raised. A stopping sidecar closes
+its connections at request boundaries and never reads a request it will not answer (see
+the sidecar's ``server`` module), so such a failure is safe to retry. A pooled connection
+that fails means the sidecar it led to is gone: the other idle ones are dropped with it
+and the call is retried at once on a new connection. Replies, typed errors included, are
+never retried: the sidecar answered.
 """
 
 from __future__ import annotations
@@ -60,7 +66,12 @@ class Transport(Protocol):
 
 
 class _Retry(Exception):
-    """The connection failed; the call may be tried again on a new one."""
+    """The connection failed before a reply; the call may be tried again on a new one.
+    ``pooled``: the connection came from the pool (its sidecar has closed or gone)."""
+
+    def __init__(self, *, pooled: bool) -> None:
+        super().__init__()
+        self.pooled = pooled
 
 
 def _result(route: Route[Req, Resp], status: int, body: Any) -> Resp:
@@ -117,6 +128,9 @@ class SocketTransport:
                 return _result(route, status, body)
             except _Retry as exc:
                 last = exc.__cause__
+                if exc.pooled:
+                    self._drop_idle()
+                    continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._unavailable(timeout, last)
@@ -137,7 +151,7 @@ class SocketTransport:
         except (TimeoutError, BlockingIOError):
             raise self._late(fresh=False) from None
         except (OSError, EOFError) as exc:
-            raise _Retry() from exc
+            raise _Retry(pooled=not fresh) from exc
         finally:
             if keep:
                 self._idle.append(conn)
@@ -155,7 +169,7 @@ class SocketTransport:
             raise self._late(fresh=True) from None
         except OSError as exc:
             sock.close()
-            raise _Retry() from exc
+            raise _Retry(pooled=False) from exc
         return _Conn(sock)
 
     # --- async ---------------------------------------------------------------------------
@@ -170,6 +184,9 @@ class SocketTransport:
                 return _result(route, status, body)
             except _Retry as exc:
                 last = exc.__cause__
+                if exc.pooled:
+                    self._drop_aidle()
+                    continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._unavailable(timeout, last)
@@ -194,7 +211,7 @@ class SocketTransport:
         except TimeoutError:
             raise self._late(fresh) from None
         except (OSError, EOFError) as exc:
-            raise _Retry() from exc
+            raise _Retry(pooled=not fresh) from exc
         finally:
             if keep:
                 self._aidle.append(sock)
@@ -214,13 +231,19 @@ class SocketTransport:
             f"cannot reach the sidecar at {self.path} within {timeout:g}s{reason}"
         )
 
-    def close(self) -> None:
+    def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
-        aidle, self._aidle = self._aidle, []
         for conn in idle:
             conn.sock.close()
+
+    def _drop_aidle(self) -> None:
+        aidle, self._aidle = self._aidle, []
         for sock in aidle:
             sock.close()
+
+    def close(self) -> None:
+        self._drop_idle()
+        self._drop_aidle()
 
 
 _ALL: weakref.WeakSet[SocketTransport] = weakref.WeakSet()

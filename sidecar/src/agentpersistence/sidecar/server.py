@@ -5,9 +5,15 @@ protocol of :mod:`agentpersistence.client.protocol.framing` (the client's hot pa
 other byte is HTTP/1.1 handed to aiohttp. Both reach the same :class:`Dispatcher`.
 
 The socket is bound under a temporary name, given mode 0660 and renamed into place once
-the backends are started, so its appearance means the sidecar is ready. On SIGTERM the
-socket is removed first (new calls fail fast and the client retries), in-flight requests
-finish, then backends close.
+the backends are started, so its appearance means the sidecar is ready.
+
+On SIGTERM the sidecar drains: the socket is removed and the listener closed (new calls
+fail to connect and the client retries them), then every frame connection stops reading,
+answers the requests it has already read and closes at that request boundary; a request
+the client sends afterwards is never read, so the client sees the connection closed
+before a reply and retries it on a new connection (nothing acknowledged is lost, nothing
+half-done is answered). Only when the connections are closed (or the grace period is
+over, when the rest are aborted without a reply) do the backends close.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ class ServerSettings:
     max_deadline_seconds: float = 60.0
     """Upper bound on a request's run time, whatever deadline the caller sent."""
     shutdown_grace_seconds: float = 20.0
-    """How long SIGTERM waits for in-flight requests before closing connections."""
+    """How long SIGTERM waits for in-flight requests; connections still busy after it are
+    dropped unanswered (the client retries their requests on the next sidecar)."""
     probe_port: int | None = None
     """TCP port for /healthz, /readyz and /metrics (kubelet, Prometheus); None: socket only."""
     peers: PeerPolicy | None = None
@@ -74,30 +81,101 @@ class InFlight:
         await self._idle.wait()
 
 
+Pending = bytes | Answer
+"""A frame's place in a connection's queue: a request to serve, or a refusal already decided
+(an oversize frame's), which waits its turn so replies keep the order of requests."""
+
+
+class Connections:
+    """The open frame connections, so shutdown can drain them and wait until they close."""
+
+    def __init__(self) -> None:
+        self._open: set[FrameProtocol] = set()
+        self._closed = asyncio.Event()
+        self._closed.set()
+        self.draining = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, conn: FrameProtocol) -> None:
+        self._open.add(conn)
+        self._closed.clear()
+        if self.draining:
+            conn.drain()
+
+    def discard(self, conn: FrameProtocol) -> None:
+        self._open.discard(conn)
+        if not self._open:
+            self._closed.set()
+
+    def drain(self) -> None:
+        """Ask every connection to close at its next request boundary."""
+        self.draining = True
+        for conn in list(self._open):
+            conn.drain()
+
+    def abort(self) -> None:
+        """Drop the connections still open, unanswered (the grace period is over)."""
+        for conn in list(self._open):
+            conn.abort()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+
 class FrameProtocol(asyncio.Protocol):
-    """Length-prefixed msgpack frames; requests on one connection are answered in order."""
+    """Length-prefixed msgpack frames; requests on one connection are answered in order,
+    refusals of frames too large to read included."""
 
     def __init__(
-        self, dispatcher: Dispatcher, max_body: int, inflight: InFlight, tasks: RequestTasks
+        self,
+        dispatcher: Dispatcher,
+        max_body: int,
+        inflight: InFlight,
+        tasks: RequestTasks,
+        connections: Connections | None = None,
     ) -> None:
         self._dispatcher = dispatcher
+        self._connections = connections
+        self._draining = False
         self._tasks = tasks
         self._max_body = max_body
         self._inflight = inflight
         self._buf = bytearray()
         self._preface_ok = False
         self._skip = 0
-        self._queue: collections.deque[bytes] = collections.deque()
+        self._queue: collections.deque[Pending] = collections.deque()
         self._busy = False
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        if self._connections is not None:
+            self._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._connections is not None:
+            self._connections.discard(self)
+
+    def drain(self) -> None:
+        """Read nothing more; close once the requests already read are answered."""
+        self._draining = True
+        if self._transport is None:
+            return
+        with contextlib.suppress(RuntimeError):  # already closing
+            self._transport.pause_reading()
+        if not self._busy:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return  # left unread: the client sees the connection close and retries
         buf = self._buf
         buf += data
         if not self._preface_ok and not self._read_preface():
@@ -118,7 +196,7 @@ class FrameProtocol(asyncio.Protocol):
                 exc = errors.PayloadTooLarge(
                     f"request frame is over the {self._max_body}-byte limit"
                 )
-                self._respond(exc.status, exc.to_wire())
+                self._submit((exc.status, exc.to_wire()))
                 continue
             end = _HEADER.size + length
             if len(buf) < end:
@@ -144,20 +222,24 @@ class FrameProtocol(asyncio.Protocol):
         self._preface_ok = True
         return True
 
-    def _submit(self, payload: bytes) -> None:
+    def _submit(self, pending: Pending) -> None:
         if self._busy:
-            self._queue.append(payload)
+            self._queue.append(pending)
         else:
-            self._serve(payload)
+            self._serve(pending)
 
-    def _serve(self, payload: bytes | None) -> None:
-        """Answer ``payload`` and then the queued requests, until one has to wait."""
-        while payload is not None:
-            if self._start(payload):
+    def _serve(self, pending: Pending | None) -> None:
+        """Answer ``pending`` and then the queued requests, until one has to wait."""
+        while pending is not None:
+            if isinstance(pending, tuple):
+                self._respond(*pending)
+            elif self._start(pending):
                 self._busy = True
                 return
-            payload = self._queue.popleft() if self._queue else None
+            pending = self._queue.popleft() if self._queue else None
         self._busy = False
+        if self._draining and self._transport is not None:
+            self._transport.close()  # a request boundary: written replies are flushed first
 
     def _start(self, payload: bytes) -> bool:
         """Answer one request, or start its task and a timer for its deadline; True if
@@ -281,6 +363,7 @@ class SocketServer:
             web.AppRunner(probe_app, handle_signals=False, access_log=None) if probe_app else None
         )
         self._inflight = InFlight()
+        self._connections = Connections()
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -290,7 +373,9 @@ class SocketServer:
         max_body = self.settings.max_body_bytes
 
         def frames() -> FrameProtocol:
-            return FrameProtocol(self._dispatcher, max_body, self._inflight, self._tasks)
+            return FrameProtocol(
+                self._dispatcher, max_body, self._inflight, self._tasks, self._connections
+            )
 
         def factory() -> asyncio.Protocol:
             return _Sniffer(frames, http, self.settings.peers)
@@ -302,26 +387,28 @@ class SocketServer:
         self._server = await bind_socket(self.settings.socket_path, factory)
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), close connections."""
+        """Stop accepting, drain the frame connections (bounded by the grace period), then
+        shut HTTP down; the caller closes the backends after this returns."""
         with contextlib.suppress(FileNotFoundError):
             self.settings.socket_path.unlink()
         if self._server is not None:
             self._server.close()
-        grace = self.settings.shutdown_grace_seconds
+        self._connections.drain()
         try:
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(self.settings.shutdown_grace_seconds):
+                await self._connections.wait_closed()
                 await self._inflight.wait_idle()
         except TimeoutError:
             log.warning(
-                "in-flight requests outlived the grace period",
-                extra={"count": self._inflight.count},
+                "in-flight requests outlived the grace period; their connections are dropped",
+                extra={"count": self._inflight.count, "connections": len(self._connections)},
             )
+            self._connections.abort()
         await self._runner.shutdown()
         await self._runner.cleanup()
         if self._probe_runner is not None:
             await self._probe_runner.cleanup()
         if self._server is not None:
-            self._server.close()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await self._server.wait_closed()
