@@ -2,7 +2,8 @@
 
 ``SidecarProcess`` starts the sidecar as a subprocess of this interpreter, waits for its
 socket to appear (which the sidecar promises happens only once it is ready), and can be
-stopped with SIGTERM and started again on the same socket.
+stopped with SIGTERM, or killed with SIGKILL (:meth:`SidecarProcess.kill`), and started again
+on the same socket.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class SidecarProcess:
         return self.workdir / "sidecar.log"
 
     def start(self) -> SidecarProcess:
+        stale = _socket_identity(self.socket)  # what a killed sidecar left, if anything
         config_path = self.workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(self.config))
         cmd = [
@@ -56,12 +58,14 @@ class SidecarProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, **self.env})
         log.close()
-        self._wait_for_socket()
+        self._wait_for_socket(stale)
         return self
 
-    def _wait_for_socket(self) -> None:
+    def _wait_for_socket(self, stale: tuple[int, int] | None) -> None:
+        """Wait for a socket file other than ``stale`` (the sidecar replaces the path
+        atomically once it listens, so a killed sidecar's file never counts as ready)."""
         deadline = time.monotonic() + START_TIMEOUT
-        while not os.path.exists(self.socket):
+        while _socket_identity(self.socket) in (None, stale):
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
@@ -83,8 +87,22 @@ class SidecarProcess:
         code, self.proc = self.proc.returncode, None
         return code
 
+    def kill(self) -> int | None:
+        """SIGKILL the sidecar and wait for its exit: no shutdown path runs, and its socket
+        file stays behind, as on a pod's volume; :meth:`start` serves the same path again."""
+        return self.stop(signal.SIGKILL)
+
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def _socket_identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path``, None if there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def valkey_checkpointer(url: str, **settings: Any) -> dict[str, Any]:
