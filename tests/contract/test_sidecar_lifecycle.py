@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
-import threading
-import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import valkey
@@ -22,6 +22,15 @@ from langgraph.checkpoint.base import empty_checkpoint
 from agentpersistence.client import SidecarSaver
 from rig import unix_http
 from rig.sidecar import MEMORY_CONFIG, SidecarProcess, valkey_checkpointer
+from rig.waiting import eventually
+
+EVENT_TIMEOUT_S = 30.0
+"""A safety net only: how long an awaited event (a held write, a removed socket) may take."""
+CALL_TIMEOUT_S = 30.0
+"""A safety net only: each call's deadline; nothing here should come near it."""
+HOLD_MS = "120000"
+"""``CLIENT PAUSE``'s own limit, a safety net only: longer than every wait made while Valkey
+holds writes; the test unpauses Valkey itself."""
 
 
 def _get(sock: str, path: str) -> tuple[int, bytes]:
@@ -60,36 +69,47 @@ def test_invalid_config_exits_2_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_sigterm_finishes_in_flight_requests(
-    sidecar_factory: Callable[..., SidecarProcess], valkey_server: Any
+    sidecar_factory: Callable[..., SidecarProcess], valkey_server: Any, admin: valkey.Valkey
 ) -> None:
+    """A put held by the backend when SIGTERM arrives is answered by the draining sidecar,
+    which exits 0 only after that."""
     sidecar = sidecar_factory(valkey_checkpointer(valkey_server.url))
-    saver = SidecarSaver(sidecar.socket, timeout=10)
+    process = sidecar.proc
+    assert process is not None
+    saver = SidecarSaver(sidecar.socket, timeout=CALL_TIMEOUT_S)
     thread = str(uuid.uuid4())
     config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
     saver.get_tuple(config)  # warm the connection
-    admin = valkey.Valkey.from_url(valkey_server.url)
-    admin.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
-    result: dict[str, Any] = {}
-
-    def put() -> None:
-        result["config"] = saver.put(
-            config, empty_checkpoint(), {"source": "input", "step": -1}, {}
-        )
-
-    writer = threading.Thread(target=put)
-    writer.start()
-    time.sleep(0.3)  # the put is now waiting on the paused Valkey
-    began = time.monotonic()
-    assert sidecar.stop() == 0
-    writer.join(5)
-    assert time.monotonic() - began >= 0.8, "the sidecar exited before the paused put finished"
-    assert "config" in result
+    admin.execute_command("CLIENT", "PAUSE", HOLD_MS, "WRITE")
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            put = pool.submit(
+                saver.put, config, empty_checkpoint(), {"source": "input", "step": -1}, {}
+            )
+            _await(lambda: _held_writes(admin) > 0, "the put to wait on the paused Valkey")
+            process.send_signal(signal.SIGTERM)
+            _await(lambda: not os.path.exists(sidecar.socket), "the sidecar to remove its socket")
+            assert not put.done(), "the put was answered while Valkey still held it"
+            assert process.poll() is None, "the sidecar exited with a put in flight"
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+        # No sidecar listens any more: only the draining one can have answered this put.
+        stored = put.result(CALL_TIMEOUT_S * 2)
+    assert process.wait(EVENT_TIMEOUT_S) == 0, "the sidecar did not exit cleanly after the put"
     sidecar.start()
     got = saver.get_tuple(config)
     assert got is not None
-    assert got.config == result["config"]
+    assert got.config == stored
     saver.close()
-    admin.close()
+
+
+def _await(condition: Callable[[], bool], what: str) -> None:
+    eventually(condition, what, EVENT_TIMEOUT_S, interval=0.01)
+
+
+def _held_writes(admin: valkey.Valkey) -> int:
+    """Commands Valkey is holding back (here: writes postponed by ``CLIENT PAUSE WRITE``)."""
+    return int(cast(dict[str, Any], admin.info("clients"))["blocked_clients"])
 
 
 def test_logs_are_json_and_never_contain_payloads(
