@@ -34,10 +34,8 @@ async def page(request: m.ListRequest, listing: Listing) -> m.ListResponse:
 
 def wanted(record: m.CheckpointRecord, request: m.ListRequest, after: ListPosition | None) -> bool:
     """Whether a record passes the request's position filters (the metadata filter aside)."""
-    if after is not None:
-        thread, ns, cid = position(record)
-        if (thread, ns) < after[:2] or ((thread, ns) == after[:2] and cid >= after[2]):
-            return False
+    if after is not None and not follows(position(record), after):
+        return False
     if request.checkpoint_id is not None and record.checkpoint_id != request.checkpoint_id:
         return False
     if request.checkpoint_ns is not None and record.checkpoint_ns != request.checkpoint_ns:
@@ -47,3 +45,10 @@ def wanted(record: m.CheckpointRecord, request: m.ListRequest, after: ListPositi
 
 def position(record: m.CheckpointRecord) -> ListPosition:
     return record.thread_id, record.checkpoint_ns, record.checkpoint_id
+
+
+def follows(at: ListPosition, after: ListPosition) -> bool:
+    """Whether ``at`` comes after ``after`` in the shared listing order (threads and
+    namespaces ascending, checkpoint ids descending)."""
+    thread, ns, cid = at
+    return (thread, ns) > after[:2] or ((thread, ns) == after[:2] and cid < after[2])

@@ -33,6 +33,7 @@ from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import rules
 
 from ...settings import AgentCoreValkeySettings
+from .. import listing
 from ..agentcore_memory import identity
 from ..base import ListPosition, decode_cursor, encode_cursor
 from ..valkey import scripts
@@ -103,17 +104,17 @@ def _merge(
     limit = rules.check_page_limit(request.limit)
     after = decode_cursor(request.cursor)
     metadata_filter = rules.parse_filter(request.filter)
-    seen = {_position(r) for r in ours.records}
+    seen = {listing.position(r) for r in ours.records}
     wanted = [
         r
         for r in theirs
-        if _position(r) not in seen and _wanted(request, metadata_filter, r, after)
+        if listing.position(r) not in seen and _wanted(request, metadata_filter, r, after)
     ]
     merged = sorted([*ours.records, *wanted], key=lambda r: r.checkpoint_id, reverse=True)
     merged.sort(key=lambda r: r.checkpoint_ns)  # stable: namespaces up, ids down
     more = ours.cursor is not None or len(merged) > limit
     page = merged[:limit]
-    cursor = encode_cursor(_position(page[-1])) if more and page else None
+    cursor = encode_cursor(listing.position(page[-1])) if more and page else None
     return m.ListResponse(page, cursor)
 
 
@@ -124,21 +125,10 @@ def _wanted(
     after: ListPosition | None,
 ) -> bool:
     """Whether the saver's ``record`` belongs in the listing ``request`` continues."""
-    if after is not None and not _follows(_position(record), after):
+    if after is not None and not listing.follows(listing.position(record), after):
         return False
     if request.before_id is not None and record.checkpoint_id >= request.before_id:
         return False
     if metadata_filter is None:
         return True
     return rules.metadata_matches(rules.parse_metadata(record.metadata), metadata_filter)
-
-
-def _follows(position: ListPosition, after: ListPosition) -> bool:
-    """Whether ``position`` comes after ``after`` in the shared listing order."""
-    if position[:2] != after[:2]:
-        return position[:2] > after[:2]
-    return position[2] < after[2]
-
-
-def _position(record: m.CheckpointRecord) -> ListPosition:
-    return record.thread_id, record.checkpoint_ns, record.checkpoint_id

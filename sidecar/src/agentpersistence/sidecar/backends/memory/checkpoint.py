@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import rules
 
+from .. import listing
 from ..base import CheckpointBackend, ListPosition, decode_cursor, encode_cursor
 
 _WriteKey = tuple[str, int]
@@ -77,7 +78,7 @@ class MemoryCheckpointBackend(CheckpointBackend):
             if wanted and not rules.metadata_matches(rules.parse_metadata(record.metadata), wanted):
                 continue
             if len(page) == limit:
-                return m.ListResponse(page, encode_cursor(_position(page[-1])))
+                return m.ListResponse(page, encode_cursor(listing.position(page[-1])))
             page.append(ns.full(position[2]))
         return m.ListResponse(page, None)
 
@@ -95,7 +96,7 @@ class MemoryCheckpointBackend(CheckpointBackend):
                     continue
                 for cid in reversed(namespaces[ns_name].ids):
                     position = (thread_id, ns_name, cid)
-                    if after is not None and not _follows(position, after):
+                    if after is not None and not listing.follows(position, after):
                         continue
                     if request.checkpoint_id is not None and cid != request.checkpoint_id:
                         continue
@@ -146,13 +147,3 @@ class MemoryCheckpointBackend(CheckpointBackend):
             for ns in self._threads.get(thread_id, {}).values():
                 for cid in ns.ids[:-1]:
                     ns.remove(cid)
-
-
-def _position(record: m.CheckpointRecord) -> ListPosition:
-    return record.thread_id, record.checkpoint_ns, record.checkpoint_id
-
-
-def _follows(position: ListPosition, after: ListPosition) -> bool:
-    """Whether ``position`` comes after ``after`` in the shared listing order."""
-    thread, ns, cid = position
-    return (thread, ns) > after[:2] or ((thread, ns) == after[:2] and cid < after[2])
