@@ -134,3 +134,45 @@ def test_bad_sidecar_identity_and_peers_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(InvalidSpec, match=where.replace(".", r"\.")):
         parse_spec({"checkpointer": {"backend": "memory"}, "sidecar": sidecar})
+
+
+VALKEY = {"backend": "valkey", "valkey": {"url": "valkey://vk:6379"}}
+CREDENTIALS = {"secretName": "vk-auth", "usernameKey": "user"}
+
+
+def test_valkey_credentials_become_files_in_every_valkey_block_and_never_a_password() -> None:
+    spec = parse_spec({"checkpointer": VALKEY, "cache": VALKEY, "valkeyCredentials": CREDENTIALS})
+    config = sidecar_config(spec)
+    for block in ("checkpointer", "cache"):
+        valkey = config[block]["valkey"]
+        assert valkey["passwordFile"] == naming.VALKEY_PASSWORD_FILE
+        assert valkey["usernameFile"] == naming.VALKEY_USERNAME_FILE
+    assert "vk-auth" not in yaml.safe_dump(config)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"checkpointer": {"backend": "memory"}}, "no checkpointer, store or cache uses"),
+        (
+            {"checkpointer": {**VALKEY, "valkey": {"url": "valkey://:pw@vk:6379"}}},
+            "checkpointer.valkey.url carries a password",
+        ),
+        (
+            {"checkpointer": {**VALKEY, "valkey": {"url": "valkey://vk", "passwordFile": "/p"}}},
+            "checkpointer.valkey.passwordFile and valkeyCredentials are both set",
+        ),
+        ({"checkpointer": VALKEY, "valkeyCredentials": {"secretName": "Bad_Name"}}, "secretName"),
+    ],
+)
+def test_bad_valkey_credentials_are_refused_saying_what_to_change(
+    spec: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidSpec, match=message.replace(".", r"\.")):
+        parse_spec({"valkeyCredentials": CREDENTIALS} | spec)
+
+
+def test_existing_storage_needs_adopt_existing_as_a_boolean() -> None:
+    assert parse_spec({"checkpointer": {"backend": "memory"}}).adopt_existing is False
+    with pytest.raises(InvalidSpec, match=r"spec\.adoptExisting"):
+        parse_spec({"checkpointer": {"backend": "memory"}, "adoptExisting": "maybe"})
