@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast test-pythons lint format bench testenv cluster cluster-down e2e-kind crds clean
+.PHONY: help install demo test test-fast test-pythons lint format bench bench-operator testenv cluster cluster-down e2e-kind crds clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -74,6 +74,9 @@ bench: install ## Latency against in-process peers, on this Python and on 3.13 (
 	@$(PY) -m bench $(BENCH_ARGS)
 	@echo "==> bench on Python 3.13, the sidecar image's"
 	@PYTHONPATH=tests $(PY) -m rig.pythons bench --python 3.13 -- $(BENCH_ARGS)
+
+bench-operator: install testenv ## The operator under load: 200 resources at once, then 20 pod admissions/s for a minute; BENCH_ARGS=--resources 50
+	@$(PY) -m bench.operator_load $(BENCH_ARGS)
 
 clean: ## Remove .venv and build litter (the download cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache client/src/*.egg-info sidecar/src/*.egg-info operator/src/*.egg-info emulator/src/*.egg-info

@@ -59,7 +59,7 @@ def _install_segments(path: str) -> None:
     async def timed_answer(self: Any, payload: bytes) -> tuple[int, Any]:
         t1 = _clock()
         try:
-            route, deadline_ms, body = framing.parse_request(payload)
+            route, deadline_ms, body, _ = framing.parse_request(payload)
         except errors.SidecarError as exc:
             return exc.status, exc.to_wire()
         t2 = _clock()

@@ -314,10 +314,12 @@ class _TimedTransport(SocketTransport):
         self.samples: dict[str, list[int]] = {}
         self.total_ns = 0
 
-    def _exchange(self, route: str, request: object, deadline: float) -> tuple[int, Any]:
+    def _exchange(
+        self, route: str, request: object, deadline: float, request_id: str | None
+    ) -> tuple[int, Any]:
         t0 = time.perf_counter_ns()
         try:
-            return super()._exchange(route, request, deadline)
+            return super()._exchange(route, request, deadline, request_id)
         finally:
             spent = time.perf_counter_ns() - t0
             self.total_ns += spent

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.cluster
 
 JsonObject = dict[str, Any]
 SIDECAR = "agentpersistence-sidecar"
+STATUS_ANNOTATION = "agentpersistence.io/status"
 ROLLOUT_TIMEOUT = "240s"
 NAMESPACED_KINDS = (
     "deployments",
@@ -35,6 +36,7 @@ NAMESPACED_KINDS = (
     "configmaps",
     "roles",
     "rolebindings",
+    "poddisruptionbudgets",
 )
 """What a chart may leave in its namespace: after uninstall none may carry its label."""
 
@@ -103,6 +105,12 @@ class Journey:
             "exec", "-n", self.ns, "deploy/valkey", "--", "python", "-c", script, *command
         )
 
+    def peers(self) -> dict[str, JsonObject]:
+        """The operator replicas' keep-alives (pod name → priority, ...): the oldest leads."""
+        found = self.cluster.json("get", "clusterkopfpeering", chart.RELEASE)
+        status: dict[str, JsonObject] = found.get("status") or {}
+        return status
+
     def rollout(self, ns: str, deployment: str) -> None:
         self.cluster.kubectl(
             "rollout",
@@ -133,7 +141,8 @@ def test_1_the_chart_installs_and_its_test_passes(journey: Journey) -> None:
     installed = chart.install(c.bin_dir, c.kubeconfig, c.home)
     assert installed.returncode == 0, installed.stderr
     operator = c.json("get", "deployment", chart.RELEASE, "-n", chart.NAMESPACE)
-    assert operator["status"].get("readyReplicas") == 1
+    assert operator["status"].get("readyReplicas") == 2
+    eventually(lambda: len(journey.peers()) == 2, "both operator replicas in the peering object")
     # No --logs: the chart deletes a test pod that succeeded (hook-delete-policy).
     tested = c.run("helm", "test", chart.RELEASE, f"--namespace={chart.NAMESPACE}")
     assert tested.returncode == 0, tested.stdout + tested.stderr
@@ -258,6 +267,39 @@ def test_7_a_pod_naming_a_missing_resource_is_refused(journey: Journey) -> None:
     assert f"which does not exist in namespace '{ns}'" in refused.stderr
 
 
+def test_7b_losing_the_leading_operator_pod_neither_blocks_pods_nor_reconciling(
+    journey: Journey,
+) -> None:
+    """The other replica answers the webhook at once and takes over reconciling (step 8
+    needs it: the deletions are the new leader's)."""
+    c, ns = journey.cluster, journey.ns
+    before = journey.peers()
+    leader = leader_of(before)
+    c.kubectl("delete", "pod", "-n", chart.NAMESPACE, leader, "--wait=true")
+    pod = manifests.opted_in_pod(ns, "while-one-is-gone", journey.resource)
+    created = c.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod)
+    )
+    admitted = json.loads(created)
+    assert admitted["metadata"]["annotations"][STATUS_ANNOTATION] == "injected"
+    assert SIDECAR in [x["name"] for x in admitted["spec"]["initContainers"]]
+
+    def replaced() -> dict[str, JsonObject] | None:
+        peers = journey.peers()
+        return peers if leader not in peers and len(peers) == 2 else None
+
+    journey.rollout(chart.NAMESPACE, chart.RELEASE)
+    peers = eventually(replaced, "the replacement replica beside the survivor")
+    survivor = leader_of(peers)
+    assert survivor != leader
+    assert survivor in before, "the older replica leads, not its new peer"
+
+
+def leader_of(peers: dict[str, JsonObject]) -> str:
+    """The replica kopf lets reconcile: the one of highest priority (the oldest)."""
+    return max(peers, key=lambda pod: int(peers[pod]["priority"]))
+
+
 def test_8_deleting_the_resource_removes_its_storage(journey: Journey) -> None:
     c, ns = journey.cluster, journey.ns
     stored = c.json("get", "-n", ns, f"agentpersistence/{journey.resource}")
@@ -278,7 +320,9 @@ def test_9_helm_uninstall_leaves_nothing_of_the_operator(journey: Journey) -> No
     assert removed.returncode == 0, removed.stderr
     selector = f"app.kubernetes.io/instance={chart.RELEASE}"
     namespaced = ",".join(NAMESPACED_KINDS)
-    cluster_wide = "clusterroles,clusterrolebindings,mutatingwebhookconfigurations"
+    cluster_wide = (
+        "clusterroles,clusterrolebindings,mutatingwebhookconfigurations,clusterkopfpeerings"
+    )
 
     def nothing_left() -> bool:
         # The operator's pod goes through its graceful stop after the uninstall returns.

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.controlplane, pytest.mark.usefixtures("crd")]
 class ChartIdentity(Protocol):
     """What ``chart_rbac_identity`` yields (conftest's dataclass, not importable from here)."""
 
+    release: str
     namespace: str
     service_account: str
 
@@ -48,6 +49,8 @@ CLUSTER_ALLOWED = [
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("list", "namespaces"),
     ("watch", "namespaces"),
+    ("list", "clusterkopfpeerings.kopf.dev"),
+    ("watch", "clusterkopfpeerings.kopf.dev"),
 ]
 DENIED = [
     ("get", "pods"),
@@ -60,7 +63,9 @@ DENIED = [
     ("update", "agentpersistences.agentpersistence.io"),
     ("delete", "events"),
     ("create", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
-    ("list", "clusterkopfpeerings.kopf.dev"),
+    ("patch", "clusterkopfpeerings.kopf.dev"),
+    ("create", "clusterkopfpeerings.kopf.dev"),
+    ("list", "kopfpeerings.kopf.dev"),
 ]
 
 
@@ -120,3 +125,23 @@ def test_the_kubeconfig_fixture_reads_resources_as_the_operator(
         kubeconfig=operator_kubeconfig_from_chart_rbac,  # type: ignore[arg-type]
     )
     assert listed["kind"] == "List"
+
+
+@pytest.mark.parametrize(
+    ("verb", "name", "allowed"),
+    [("get", "", True), ("patch", "", True), ("patch", "someone-else", False)],
+)
+def test_the_operator_writes_only_its_own_peering_object(
+    kube_control_plane: KubeControlPlane,
+    chart_rbac_identity: ChartIdentity,
+    verb: str,
+    name: str,
+    allowed: bool,
+) -> None:
+    """kopf writes its keep-alives into the release's ClusterKopfPeering, and no other."""
+    identity = chart_rbac_identity
+    target = f"clusterkopfpeerings.kopf.dev/{name or f'{identity.release}-agentpersistence'}"
+    result = kube_control_plane.kubectl(
+        "auth", "can-i", verb, target, kubeconfig=identity.kubeconfig, check=False
+    )
+    assert result.stdout.strip() == ("yes" if allowed else "no"), result.stderr

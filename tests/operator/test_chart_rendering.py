@@ -21,6 +21,7 @@ from cryptography import x509
 from agentpersistence.operator.webhook import handlers, inject
 from agentpersistence.operator.webhook.settings import InjectionSettings, injection_from_env
 from rig.kube import KubeControlPlane, KubectlError, helm
+from rig.operator import POD_CREATION
 
 pytestmark = pytest.mark.controlplane
 
@@ -80,6 +81,7 @@ def container_env(container: Manifest) -> dict[str, str]:
         ("--set", "operator.watchNamespaces={team-a,team-b}", "--set", "rbac.create=true"),
         ("--set", "sidecar.probePort=0", "--set", "sidecar.nativeSidecars=false"),
         ("--set", "webhook.namespaceOptIn=false"),
+        ("--set", "operator.replicas=1", "--set", "operator.updateStrategy=Recreate"),
     ],
 )
 def test_helm_lint_passes(testenv_bin_dir: Path, tmp_path: Path, values: tuple[str, ...]) -> None:
@@ -94,7 +96,8 @@ def test_helm_lint_passes(testenv_bin_dir: Path, tmp_path: Path, values: tuple[s
         (("--set", "webhook.timeoutSeconds=31"), "/webhook/timeoutSeconds"),
         (("--set", "webhook.failurePolicy=Sometimes"), "/webhook/failurePolicy"),
         (("--set", "sidecar.nativeSidecars=maybe"), "/sidecar/nativeSidecars"),
-        (("--set", "operator.replicas=2"), "replicas"),
+        (("--set", "operator.replicas=0"), "/operator/replicas"),
+        (("--set", "operator.updateStrategy=OnDelete"), "/operator/updateStrategy"),
         (("--set", "webhook.certificates.mode=vault"), "/webhook/certificates/mode"),
         (("--set", "webhook.namespaceOptIn=maybe"), "/webhook/namespaceOptIn"),
     ],
@@ -113,6 +116,7 @@ def test_the_schema_refuses_bad_values(
 
 def test_the_default_rendering_has_the_designed_objects(render: Render) -> None:
     assert kinds(render()) == [
+        ("ClusterKopfPeering", FULLNAME),
         ("ClusterRole", FULLNAME),
         ("ClusterRole", f"{FULLNAME}-cluster"),
         ("ClusterRole", f"{FULLNAME}-secrets"),
@@ -121,6 +125,7 @@ def test_the_default_rendering_has_the_designed_objects(render: Render) -> None:
         ("Deployment", FULLNAME),
         ("MutatingWebhookConfiguration", FULLNAME),
         ("Pod", f"{FULLNAME}-test-webhook"),
+        ("PodDisruptionBudget", FULLNAME),
         ("Secret", f"{FULLNAME}-webhook-tls"),
         ("Service", f"{FULLNAME}-webhook"),
         ("ServiceAccount", FULLNAME),
@@ -151,11 +156,11 @@ def test_the_operator_runs_non_root_on_a_read_only_filesystem(render: Render) ->
     assert pod["serviceAccountName"] == FULLNAME
 
 
-def test_the_operator_runs_kopf_standalone_with_its_liveness_endpoint(render: Render) -> None:
+def test_the_operator_runs_kopf_peered_with_its_liveness_endpoint(render: Render) -> None:
     container = operator_container(render())
     assert container["command"] == ["agentpersistence-operator"]
     assert container["args"] == [
-        "--standalone",
+        f"--peering={FULLNAME}",
         "--liveness=http://0.0.0.0:8080/healthz",
         "--log-format=json",
         "--all-namespaces",
@@ -165,6 +170,95 @@ def test_the_operator_runs_kopf_standalone_with_its_liveness_endpoint(render: Re
     assert container["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"webhook": 9443, "health": 8080}
+
+
+# --------------------------------------------------------------------------- availability
+
+OPERATOR_POD = {
+    "app.kubernetes.io/name": "agentpersistence",
+    "app.kubernetes.io/instance": RELEASE,
+    "app.kubernetes.io/component": "operator",
+}
+
+
+def test_two_replicas_roll_without_losing_one(render: Render) -> None:
+    deployment = one(render(), "Deployment")["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert deployment["template"]["metadata"]["labels"] == OPERATOR_POD
+    assert deployment["selector"]["matchLabels"].items() <= OPERATOR_POD.items()
+
+
+def test_replicas_prefer_different_nodes_unless_affinity_is_given(render: Render) -> None:
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    preferred = pod["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert preferred == [
+        {
+            "weight": 100,
+            "podAffinityTerm": {
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": OPERATOR_POD},
+            },
+        }
+    ]
+    assert (
+        "requiredDuringSchedulingIgnoredDuringExecution" not in pod["affinity"]["podAntiAffinity"]
+    )
+    mine: Manifest = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    given = one(render("--set-json", f"operator.affinity={json.dumps(mine)}"), "Deployment")
+    assert given["spec"]["template"]["spec"]["affinity"] == mine
+
+
+def test_a_disruption_budget_keeps_one_replica_when_there_are_several(render: Render) -> None:
+    budget = one(render(), "PodDisruptionBudget")
+    assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": OPERATOR_POD}}
+    assert budget["metadata"]["namespace"] == NAMESPACE
+    single = render("--set", "operator.replicas=1")
+    assert not [o for o in single if o["kind"] == "PodDisruptionBudget"]
+    assert one(single, "Deployment")["spec"]["replicas"] == 1
+    recreate = one(render("--set", "operator.updateStrategy=Recreate"), "Deployment")
+    assert recreate["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_the_webhook_service_selects_every_replica(render: Render) -> None:
+    """Not only the active peer: every replica answers admission requests."""
+    objects = render()
+    selector = one(objects, "Service")["spec"]["selector"]
+    assert selector.items() <= OPERATOR_POD.items()
+    assert one(objects, "Service")["spec"]["ports"][0]["targetPort"] == "webhook"
+
+
+def test_replicas_peer_through_the_releases_peering_object(render: Render) -> None:
+    """kopf's identity is the pod's name; the peering object is the one --peering names,
+    cluster-wide, or one per watched namespace."""
+    objects = render()
+    container = operator_container(objects)
+    pod_id = next(e for e in container["env"] if e["name"] == "POD_ID")
+    assert pod_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    peering = one(objects, "ClusterKopfPeering", FULLNAME)
+    assert peering["apiVersion"] == "kopf.dev/v1"
+    assert "namespace" not in peering["metadata"]
+    scoped = render("--set", "operator.watchNamespaces={team-a,team-b}")
+    peerings = [o for o in scoped if o["kind"] in {"KopfPeering", "ClusterKopfPeering"}]
+    assert [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in peerings] == [
+        ("KopfPeering", "team-a", FULLNAME),
+        ("KopfPeering", "team-b", FULLNAME),
+    ]
+
+
+def test_the_chart_ships_kopfs_peering_crds() -> None:
+    documents = list(yaml.safe_load_all((CHART / "crds" / "kopf.dev_peerings.yaml").read_text()))
+    names = {(d["spec"]["names"]["kind"], d["spec"]["scope"]) for d in documents}
+    assert names == {("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")}
+    for document in documents:
+        assert document["spec"]["group"] == "kopf.dev"
+        status = document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+        assert status["status"]["x-kubernetes-preserve-unknown-fields"] is True
 
 
 def test_the_deployment_env_is_what_the_webhook_reads(render: Render) -> None:
@@ -223,13 +317,6 @@ def test_the_certificate_secret_is_mounted_where_the_webhook_reads_it(render: Re
 # --------------------------------------------------------------------------- the webhook
 
 
-POD_CREATION = {
-    "apiGroups": [""],
-    "apiVersions": ["v1"],
-    "resources": ["pods"],
-    "operations": ["CREATE"],
-    "scope": "Namespaced",
-}
 EXCLUDED = {
     "key": "kubernetes.io/metadata.name",
     "operator": "NotIn",
@@ -409,6 +496,7 @@ def test_rbac_is_least_privilege(render: Render) -> None:
             "verbs": ["get", "list", "watch"],
         },
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+        *peering_rules("clusterkopfpeerings"),
     ]
     secrets = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
     assert rules(objects, f"{FULLNAME}-secrets") == secrets
@@ -418,10 +506,25 @@ def test_rbac_is_least_privilege(render: Render) -> None:
     assert not [r for r in every if "*" in r["verbs"] or "*" in r["resources"]]
 
 
+def peering_rules(plural: str) -> list[Manifest]:
+    """kopf's peering: watch every peering object of the kind, write only the release's."""
+    return [
+        {"apiGroups": ["kopf.dev"], "resources": [plural], "verbs": ["list", "watch"]},
+        {
+            "apiGroups": ["kopf.dev"],
+            "resources": [plural],
+            "resourceNames": [FULLNAME],
+            "verbs": ["get", "patch"],
+        },
+    ]
+
+
 def test_watched_namespaces_get_role_bindings_and_the_webhook_only_sees_them(
     render: Render,
 ) -> None:
     objects = render("--set", "operator.watchNamespaces={team-a,team-b}")
+    assert rules(objects, FULLNAME)[-2:] == peering_rules("kopfpeerings")
+    assert "kopf.dev" not in str(rules(objects, f"{FULLNAME}-cluster"))
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert {b["roleRef"]["name"] for b in bindings} == {FULLNAME}
@@ -459,6 +562,9 @@ def test_the_rendering_is_accepted_by_the_api_server(
     kube = kube_control_plane
     namespace = f"ap-chart-{uuid.uuid4().hex[:6]}"
     kube.kubectl("create", "namespace", namespace)
+    # Helm installs crds/ before the templates; `helm template` leaves them out.
+    kube.kubectl("apply", "--server-side", "-f", str(CHART / "crds" / "kopf.dev_peerings.yaml"))
+    kube.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev")
     try:
         objects = render(namespace=namespace)
         stream = "\n---\n".join(json.dumps(o) for o in objects)

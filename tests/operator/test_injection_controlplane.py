@@ -54,7 +54,7 @@ from rig.kube import (
     host_webhook_server,
     mutating_webhook_configuration,
 )
-from rig.operator import OperatorProcess, eventually, unique
+from rig.operator import POD_CREATION, OperatorProcess, eventually, unique
 
 pytestmark = pytest.mark.controlplane
 
@@ -68,13 +68,6 @@ RESOURCE_ACCOUNT = "notes-aws"
 SPY_ANNOTATION = "spy.agentpersistence.test/seen"
 SERVER_METADATA = ("uid", "creationTimestamp", "resourceVersion", "managedFields", "generation")
 START_TIMEOUT_S = 60.0
-POD_CREATION = {
-    "apiGroups": [""],
-    "apiVersions": ["v1"],
-    "resources": ["pods"],
-    "operations": ["CREATE"],
-    "scope": "Namespaced",
-}
 
 JsonObject = dict[str, Any]
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,7 +29,7 @@ import valkey
 from aiobotocore.session import get_session
 
 from agentpersistence.operator import naming
-from rig import waiting
+from rig import operator_hold, waiting
 from rig.aws import local_env
 from rig.dynamodb import DynamoDBLocal, MotoServer
 from rig.emulator import EmulatorProcess
@@ -61,6 +61,15 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "agentpersistence.io_agentpersistences.yaml"
+POD_CREATION = {
+    "apiGroups": [""],
+    "apiVersions": ["v1"],
+    "resources": ["pods"],
+    "operations": ["CREATE"],
+    "scope": "Namespaced",
+}
+"""The rule of the pod webhook the chart registers: pod creation, in every namespace."""
+HOLD_SCRIPT = Path(operator_hold.__file__).resolve()
 DRIFT_INTERVAL_S = 2.0
 POLL_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 30.0
@@ -263,6 +272,11 @@ class OperatorProcess:
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def kill(self) -> None:
+        """SIGKILL: the operator stops wherever it is, as on a node's failure."""
+        self.process.kill()
+        self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -279,12 +293,16 @@ def start_operator(
     backends: Backends,
     workdir: Path,
     kubeconfig: Path | None = None,
+    holds: Sequence[Mapping[str, str]] = (),
 ) -> OperatorProcess:
     """``agentpersistence-operator --no-webhook`` watching ``namespace``, as the admin or as
-    the user of ``kubeconfig`` (e.g. the Helm chart's ServiceAccount, to test its RBAC)."""
+    the user of ``kubeconfig`` (e.g. the Helm chart's ServiceAccount, to test its RBAC).
+    ``holds``: AWS calls at which it stops for good (see :mod:`rig.operator_hold`; the
+    markers are written in ``workdir``)."""
     port = free_port()
+    entry = [str(HOLD_SCRIPT)] if holds else ["-m", "agentpersistence.operator"]
     argv = [
-        sys.executable, "-m", "agentpersistence.operator", "--no-webhook",
+        sys.executable, *entry, "--no-webhook",
         "--standalone", "--namespace", namespace,
         "--liveness", f"http://127.0.0.1:{port}/healthz",
     ]  # fmt: skip
@@ -293,6 +311,9 @@ def start_operator(
         env["KUBECONFIG"] = str(kubeconfig)
     env["AGENTPERSISTENCE_DRIFT_INTERVAL_SECONDS"] = str(DRIFT_INTERVAL_S)
     env["AGENTPERSISTENCE_MEMORY_WAIT_SECONDS"] = "5"
+    if holds:
+        env[operator_hold.HOLDS_ENV] = json.dumps(list(map(dict, holds)))
+        env[operator_hold.HOLD_DIR_ENV] = str(workdir)
     log_path = workdir / "operator.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)

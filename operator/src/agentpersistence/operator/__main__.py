@@ -4,20 +4,31 @@ It loads :mod:`agentpersistence.operator.handlers` (the ``AgentPersistence`` rec
 unless ``--no-webhook`` is the first argument, the pod-injection webhook's handlers
 (:data:`WEBHOOK_HANDLERS`, which need the webhook's certificates and the sidecar image in the
 environment). Every option of ``kopf run`` applies (``--namespace``/``--all-namespaces``,
-``--standalone``, ``--liveness``, ``--log-format``, ``--verbose``...).
+``--standalone``, ``--peering``, ``--liveness``, ``--log-format``, ``--verbose``...).
+
+With ``--peering NAME`` (the Helm chart's replicas), kopf pauses every replica but the one of
+highest priority, and pauses all of them when two share the highest. Unless ``--priority``
+is given, each process therefore gets :func:`start_priority`: the earlier it started, the
+higher, so the oldest replica keeps reconciling while newer ones (a rolling update's) wait.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 
 from kopf import cli
 
 HANDLERS = "agentpersistence.operator.handlers"
 WEBHOOK_HANDLERS = "agentpersistence.operator.webhook.handlers"
 NO_WEBHOOK = "--no-webhook"
+PEERING_OPTIONS = ("--peering", "-P")
+PRIORITY_OPTIONS = ("--priority", "-p", "--dev")
+PEERING_ENV = "KOPF_RUN_PEERING"
+"""kopf's own variable for ``--peering``."""
 
 
 def modules(with_webhook: bool) -> list[str]:
@@ -26,13 +37,29 @@ def modules(with_webhook: bool) -> list[str]:
     return [HANDLERS, WEBHOOK_HANDLERS] if found else [HANDLERS]
 
 
-def command(argv: Sequence[str]) -> list[str]:
+def start_priority(now_ns: int) -> int:
+    """kopf's peering priority of a process started at ``now_ns`` (ns since the epoch): older
+    is higher. Negative, so an operator run by hand with kopf's default (0) or ``--dev``
+    (666) outranks the cluster's replicas, as kopf intends; nanoseconds make a tie (which
+    would pause every replica) practically impossible."""
+    return -now_ns
+
+
+def _given(args: Sequence[str], options: Sequence[str]) -> bool:
+    return any(arg == opt or arg.startswith(f"{opt}=") for arg in args for opt in options)
+
+
+def command(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """The ``kopf`` command line for our arguments."""
     args = list(argv)
     with_webhook = not (args and args[0] == NO_WEBHOOK)
     if not with_webhook:
         args = args[1:]
     loads = [part for module in modules(with_webhook) for part in ("-m", module)]
+    env = os.environ if environ is None else environ
+    peering = _given(args, PEERING_OPTIONS) or bool(env.get(PEERING_ENV))
+    if peering and not _given(args, PRIORITY_OPTIONS):
+        args.append(f"--priority={start_priority(time.time_ns())}")
     return ["run", *loads, *args]
 
 

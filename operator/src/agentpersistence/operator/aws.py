@@ -75,4 +75,5 @@ class AwsClients:
             retries={"mode": "standard", "total_max_attempts": self.config.aws_max_attempts},
             connect_timeout=CONNECT_TIMEOUT_S,
             read_timeout=READ_TIMEOUT_S,
+            max_pool_connections=self.config.reconcile_concurrency,  # one call per pass at most
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 DRIFT_INTERVAL_ENV = "AGENTPERSISTENCE_DRIFT_INTERVAL_SECONDS"
 AWS_MAX_ATTEMPTS_ENV = "AGENTPERSISTENCE_AWS_MAX_ATTEMPTS"
 MEMORY_WAIT_ENV = "AGENTPERSISTENCE_MEMORY_WAIT_SECONDS"
+RECONCILE_CONCURRENCY_ENV = "AGENTPERSISTENCE_RECONCILE_CONCURRENCY"
 
 
 class InvalidConfig(ValueError):
@@ -35,6 +36,11 @@ class OperatorConfig:
     """How long one pass waits for a new AgentCore Memory to become ACTIVE before it retries
     later (creation takes minutes on AWS; the resource shows Ready=False meanwhile)."""
 
+    reconcile_concurrency: int = 16
+    """Resources one operator process reconciles at a time (the others wait their turn), and
+    the connections each AWS client keeps. The same event loop serves the admission webhook:
+    hundreds of passes at once would make admissions wait behind them."""
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> OperatorConfig:
         return cls(
@@ -42,6 +48,9 @@ class OperatorConfig:
             aws_region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
             aws_max_attempts=int(_number(environ, AWS_MAX_ATTEMPTS_ENV, cls.aws_max_attempts)),
             memory_wait_seconds=_number(environ, MEMORY_WAIT_ENV, cls.memory_wait_seconds),
+            reconcile_concurrency=int(
+                _number(environ, RECONCILE_CONCURRENCY_ENV, cls.reconcile_concurrency)
+            ),
         )
 
 

@@ -65,6 +65,21 @@ async def apply(
     return stored
 
 
+async def merge_patch(
+    path: str, body: Mapping[str, Any], *, settings: kopf.OperatorSettings, logger: Logger
+) -> None:
+    """A JSON merge patch of the object at ``path`` (``None`` values remove keys); a missing
+    object is an error, never created."""
+    with errors.guarded("kube", path):
+        await api.patch(
+            path,
+            payload=json.loads(json.dumps(body)),
+            headers={"Content-Type": "application/merge-patch+json"},
+            settings=settings,
+            logger=logger,
+        )
+
+
 async def delete(path: str, *, settings: kopf.OperatorSettings, logger: Logger) -> None:
     """Delete the object at ``path``; nothing if it is gone already."""
     with errors.guarded("kube", path), contextlib.suppress(kube_errors.APINotFoundError):

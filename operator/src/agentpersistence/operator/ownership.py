@@ -12,10 +12,18 @@ a key beside the index); the rules are here, in one place:
   nothing is changed (a claim whose resource is gone counts as no claim);
 - only storage a resource ``created`` is ever deleted, and only with ``deletionPolicy:
   Delete``; otherwise deletion of the resource removes its claim and leaves the storage.
+
+Creating storage and writing its claim are two calls (a bucket cannot be tagged before it
+exists), and the operator may die between them. So before a pass creates anything it
+records its *intent* on the resource itself (the annotation :data:`INTENT_ANNOTATION`, the
+storage's descriptions): storage found without a claim that the resource meant to create is
+resumed as created by it (claimed, and deleted with ``deletionPolicy: Delete``), not refused
+as someone else's. The pass removes the annotation once every claim is written.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -23,13 +31,17 @@ from typing import Literal
 from . import errors, naming
 
 Kind = Literal["created", "adopted"]
-Verdict = Literal["ours", "adopt"]
+Verdict = Literal["ours", "adopt", "resume"]
 
 UID_TAG = f"{naming.GROUP}/owner-uid"
 OWNER_TAG = f"{naming.GROUP}/owner"
 CLAIM_TAG = f"{naming.GROUP}/claim"
 TAG_KEYS = (UID_TAG, OWNER_TAG, CLAIM_TAG)
 KINDS: tuple[Kind, ...] = ("created", "adopted")
+INTENT_ANNOTATION = f"{naming.KOPF_ANNOTATION_PREFIX}/creating"
+"""Storage a pass is creating, until its claims are written (a JSON list of descriptions).
+Under kopf's prefix, which kopf leaves out when it decides whether the resource changed: the
+annotation coming and going starts no reconcile."""
 
 
 @dataclass(frozen=True)
@@ -68,15 +80,19 @@ def judge(
     owner_alive: bool,
     adopt_existing: bool,
     recorded: bool,
+    intended: bool = False,
 ) -> Verdict:
     """What a resource (``uid``) may do with existing storage claimed as ``found``.
 
     ``owner_alive``: the resource ``found`` names still exists with that uid. ``recorded``:
-    this resource's status already names the storage. Raises :class:`.errors.Terminal` when
-    the storage is not the resource's to use.
+    this resource's status already names the storage. ``intended``: the resource recorded
+    its intent to create it (:data:`INTENT_ANNOTATION`). Raises :class:`.errors.Terminal`
+    when the storage is not the resource's to use.
     """
     if found is not None and found.uid == uid:
         return "ours"
+    if found is None and intended:
+        return "resume"
     if found is not None and owner_alive:
         raise errors.Terminal(
             f"{description} belongs to AgentPersistence {found.owner} (uid {found.uid}), "
@@ -101,6 +117,21 @@ def claimed_meanwhile(description: str) -> errors.ReconcileError:
         f"{description} was claimed by another resource meanwhile; checking again",
         reason="ClaimChanged",
     )
+
+
+def intents(annotations: Mapping[str, str]) -> frozenset[str]:
+    """The descriptions in the resource's :data:`INTENT_ANNOTATION` (none if it is absent or
+    unreadable: then only claims count, as before intents existed)."""
+    text = annotations.get(INTENT_ANNOTATION)
+    try:
+        found = json.loads(text) if text else []
+    except ValueError:
+        return frozenset()
+    return frozenset(str(d) for d in found) if isinstance(found, list) else frozenset()
+
+
+def intent_text(descriptions: frozenset[str]) -> str:
+    return json.dumps(sorted(descriptions))
 
 
 def deletable(found: Claim | None, uid: str) -> bool:

@@ -8,13 +8,17 @@ Then:
 - :func:`apply` first reads every piece of storage and its claim and decides, by
   :mod:`.ownership`'s rules, whether this resource may use it; a refusal (storage another
   resource owns, or existing storage without ``adoptExisting``) stops the pass before
-  anything changed. Then it brings each to its desired state in order (storage first, the
-  ConfigMap last, so a config never names storage that does not exist yet) and reports
-  what changed: ``Created``, ``Updated`` or ``Adopted``;
+  anything changed. It records its intent to create what is missing on the resource, then
+  brings each to its desired state in order (storage first, the ConfigMap last, so a config
+  never names storage that does not exist yet), removes the intent once every claim is
+  written, and reports what changed: ``Created``, ``Updated`` or ``Adopted``. A pass killed
+  anywhere in between is resumed by the next one: storage it created before writing the
+  claim is claimed then, as created;
 - :func:`observe` only reads, for the drift check;
 - :func:`release` runs at deletion: the ConfigMap goes (unless it is not this resource's);
-  storage this resource created goes too with ``deletionPolicy: Delete``; any other storage
-  it claimed stays, its claim removed; storage it never claimed is not touched.
+  storage this resource created goes too with ``deletionPolicy: Delete`` (including storage
+  a killed pass created and had not claimed yet); any other storage it claimed stays, its
+  claim removed; storage it never claimed is not touched.
 
 Resources a spec stops describing (another table name after a backend change...) are left as
 they are; :func:`dropped` names them so the handlers can say so in an event.
@@ -22,8 +26,10 @@ they are; :func:`dropped` names them so the handlers can say so in an event.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -63,6 +69,8 @@ class Target:
     uid: str
     generation: int
     outputs: Outputs = field(default_factory=lambda: Outputs())
+    intended: frozenset[str] = frozenset()
+    """Storage a pass was creating when it stopped (:data:`.ownership.INTENT_ANNOTATION`)."""
 
     @property
     def owner(self) -> Owner:
@@ -80,6 +88,24 @@ class Context:
     config: OperatorConfig
     settings: kopf.OperatorSettings
     logger: kopf.Logger
+
+
+PASSES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+"""The operator's turns, one semaphore per event loop (the process has one)."""
+
+
+@contextlib.asynccontextmanager
+async def turn(context: Context) -> AsyncIterator[None]:
+    """Wait for one of the operator's ``reconcile_concurrency`` turns: a burst of resources
+    is worked through a few at a time, and the webhook on the same loop stays responsive."""
+    loop = asyncio.get_running_loop()
+    passes = PASSES.get(loop)
+    if passes is None:
+        passes = PASSES[loop] = asyncio.Semaphore(context.config.reconcile_concurrency)
+    async with passes:
+        yield
 
 
 @dataclass(frozen=True)
@@ -278,14 +304,19 @@ async def apply(
     """
     changes: list[Change] = []
     outputs = progress if progress is not None else Outputs()
-    async with planned(spec, target, context, outputs) as plan:
+    async with turn(context), planned(spec, target, context, outputs) as plan:
         await plan.configmap.check_usable()
         found = [await judged(s, spec, target, context) for s in plan.storage]
+        creating = frozenset(f.storage.description for f in found if f.observed is None)
+        if not creating <= target.intended:
+            await _record_intent(target, context, target.intended | creating)
         for each in found:
             change, produced = await sync(each, target)
             outputs.update(produced)
             if change is not None:
                 changes.append(change)
+        if creating or target.intended:
+            await _record_intent(target, context, frozenset())  # every claim is written
         change, produced = await sync_configmap(plan.configmap)
         outputs.update(produced)
         if change is not None:
@@ -310,8 +341,17 @@ async def judged(
         owner_alive=claim is not None and claim.uid != target.uid and await _exists(claim, context),
         adopt_existing=spec.adopt_existing,
         recorded=named(target.outputs).get(key) == value,
+        intended=storage.description in target.intended,
     )
     return Found(storage, observed, claim, verdict)
+
+
+async def _record_intent(target: Target, context: Context, creating: frozenset[str]) -> None:
+    """Write (or, with nothing, remove) the resource's intent to create ``creating``."""
+    value = ownership.intent_text(creating) if creating else None
+    body = {"metadata": {"annotations": {ownership.INTENT_ANNOTATION: value}}}
+    path = naming.resource_path(target.namespace, target.name)
+    await kube.merge_patch(path, body, settings=context.settings, logger=context.logger)
 
 
 async def _exists(claim: Claim, context: Context) -> bool:
@@ -332,12 +372,16 @@ async def sync(found: Found, target: Target) -> tuple[Change | None, Outputs]:
     observed = found.observed
     if found.verdict == "adopt":
         await storage.write_claim(observed, target.claim("adopted"), found.claim)
+    if found.verdict == "resume":
+        await storage.write_claim(observed, target.claim("created"), None)
     differences = tuple(storage.delta(observed))
     if differences:
         observed = await storage.update(observed)
     produced = storage.outputs(observed)
     if found.verdict == "adopt":
         return Change(storage.description, "Adopted", differences), produced
+    if found.verdict == "resume":
+        return Change(storage.description, "Created", differences), produced
     if differences:
         return Change(storage.description, "Updated", differences), produced
     return None, produced
@@ -359,7 +403,7 @@ async def observe(spec: AgentPersistenceSpec, target: Target, context: Context) 
     """Read every resource; how they depart from the spec (nothing is changed)."""
     differences: list[str] = []
     missing = False
-    async with planned(spec, target, context, target.outputs) as plan:
+    async with turn(context), planned(spec, target, context, target.outputs) as plan:
         resources: list[Storage[Any] | SidecarConfigMap] = [*plan.storage, plan.configmap]
         for resource in resources:
             observed = await resource.read()
@@ -384,7 +428,7 @@ async def release(spec: AgentPersistenceSpec, target: Target, context: Context) 
     let go of the rest of the storage it claimed."""
     deleted: list[str] = []
     retained: list[str] = []
-    async with planned(spec, target, context, target.outputs) as plan:
+    async with turn(context), planned(spec, target, context, target.outputs) as plan:
         if await plan.configmap.foreign():
             retained.append(f"{plan.configmap.description} (not this resource's)")
         else:
@@ -393,6 +437,8 @@ async def release(spec: AgentPersistenceSpec, target: Target, context: Context) 
         for storage in reversed(plan.storage):
             observed = await storage.read()
             claim = None if observed is None else await storage.read_claim(observed)
+            if claim is None and storage.description in target.intended:
+                claim = target.claim("created")  # created by a pass stopped before its claim
             if observed is None:
                 retained.append(f"{storage.description} (does not exist)")
             elif claim is None or claim.uid != target.uid:

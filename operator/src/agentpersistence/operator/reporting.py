@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import conditions, reconcile
+from . import conditions, ownership, reconcile
 from .bodies import Condition, Outputs
 from .errors import ReconcileError
 from .reconcile import Drift, Release, Report, Target
@@ -32,6 +32,7 @@ def target_of(body: kopf.Body) -> Target:
         uid=str(meta.uid),
         generation=int(meta.get("generation") or 0),
         outputs=outputs,
+        intended=ownership.intents(meta.annotations),
     )
 
 

@@ -1,13 +1,15 @@
 """A Bedrock AgentCore Memory (control plane ``bedrock-agentcore-control``).
 
 Found by the id the status last reported, else by name (names are unique per account and
-region; the API lists summaries without names, so candidates whose id starts with the name
-are read first). Creation is idempotent through a client token derived from the resource's
-uid and the name. A new memory is ``CREATING`` for a while: a pass waits for ``ACTIVE`` up to
-the operator's ``memory_wait_seconds`` and otherwise retries later (``Ready=False``,
-reason ``Creating``). ``eventExpiryDays`` and ``description`` are updated in place (an unset
-description leaves the memory's as it is); the name is immutable (the CRD says so). Deleting
-starts the deletion (``DELETING``) and returns.
+region). The API lists summaries without names, but a memory's id is its name, ``-`` and ten
+letters or digits (the service model's pattern for ``memoryId``; names have no ``-``), so
+only ids of that form are read: finding a memory costs a listing and a read or two, not a
+read of every memory in the account. Creation is idempotent through a client token derived
+from the resource's uid and the name. A new memory is ``CREATING`` for a while: a pass waits
+for ``ACTIVE`` up to the operator's ``memory_wait_seconds`` and otherwise retries later
+(``Ready=False``, reason ``Creating``). ``eventExpiryDays`` and ``description`` are updated
+in place (an unset description leaves the memory's as it is); the name is immutable (the CRD
+says so). Deleting starts the deletion (``DELETING``) and returns.
 
 The claim (:mod:`..ownership`) is in the memory's tags: given to ``CreateMemory`` for a new
 memory (so it is never unclaimed), added with ``TagResource`` to an adopted one.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,10 @@ if TYPE_CHECKING:
     from types_aiobotocore_bedrock_agentcore_control import BedrockAgentCoreControlClient
 
 POLL_INTERVAL_S = 1.0
+ID_SUFFIX = "-[a-zA-Z0-9]{10}"
+"""What follows the name in a memory's id (``memoryId``'s pattern in the service model)."""
+LIST_PAGE_SIZE = 100
+"""Memories per ``ListMemories`` page (the API's maximum)."""
 CREATING_RETRY_DELAY_S = 10.0
 
 
@@ -162,10 +169,12 @@ class AgentCoreMemory:
 
     async def _by_name(self) -> MemoryState | None:
         ids: list[str] = []
+        named = re.compile(re.escape(self.spec.name) + ID_SUFFIX)
         paginator = self.client.get_paginator("list_memories")
-        async for page in paginator.paginate():
-            ids += [m["id"] for m in page.get("memories", []) if m.get("status") != "DELETING"]
-        ids.sort(key=lambda memory_id: not memory_id.startswith(f"{self.spec.name}-"))
+        async for page in paginator.paginate(PaginationConfig={"PageSize": LIST_PAGE_SIZE}):
+            for memory in page.get("memories", []):
+                if memory.get("status") != "DELETING" and named.fullmatch(memory["id"]):
+                    ids.append(memory["id"])
         for memory_id in ids:
             state = await self._by_id(memory_id)
             if state is not None and state.name == self.spec.name:
