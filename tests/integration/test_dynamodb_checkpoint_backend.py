@@ -303,7 +303,7 @@ async def test_put_and_put_writes_are_one_write_call_each(
     calls = Calls(backend)
 
     assert await calls.during(backend.put(m.PutRequest(record("t1", 1), "run"))) == {
-        "BatchWriteItem": 1
+        "TransactWriteItems": 1
     }
     one = m.PutWritesRequest("t1", "", cid(1), [write("a", 0, b"x")])
     assert await calls.during(backend.put_writes(one)) == {"PutItem": 1}
@@ -464,6 +464,7 @@ async def test_without_a_bucket_a_too_large_payload_is_refused_before_any_write(
     assert await thread_items(backend, "t1") == []
 
     await backend.put(m.PutRequest(record("t1", 2)))
+    calls.reset()
     writes = [write("a", 0, b"small"), write("a", 1, big), write("a", 2, b"small")]
     with pytest.raises(RequestRejected, match="s3Offload"):
         await backend.put_writes(m.PutWritesRequest("t1", "", cid(2), writes))
@@ -495,13 +496,13 @@ async def test_offloaded_payloads_round_trip_and_cost_one_get_each(
     big, big_write = os.urandom(400 * 1024), os.urandom(360 * 1024)
     calls = Calls(backend)
     put = await calls.during(backend.put(m.PutRequest(record("t1", 1, blob=big))))
-    assert put == {"PutObject": 1, "BatchWriteItem": 1}
+    assert put == {"PutObject": 1, "TransactWriteItems": 1}
     writes = [write("a", 0, big_write), write("a", 1, b"small")]
     await backend.put_writes(m.PutWritesRequest("t1", "", cid(1), writes))
 
     got = await backend.get_tuple(m.GetTupleRequest("t1"))
     assert got is not None
-    assert calls.counts() - Counter({"PutObject": 2, "BatchWriteItem": 1}) == Counter(
+    assert calls.counts() - Counter({"PutObject": 2, "TransactWriteItems": 1}) == Counter(
         {"TransactWriteItems": 1, "Query": 1, "GetObject": 2}
     )
     assert got.checkpoint == big
@@ -611,6 +612,7 @@ async def test_a_delete_of_more_than_25_items_goes_in_batches(
 
 
 async def test_unprocessed_items_are_sent_again(backend: DynamoDBCheckpointBackend) -> None:
+    await backend.put(m.PutRequest(record("t1", 1)))
     calls = Calls(backend)
     table = backend.settings.table_name
 
@@ -620,10 +622,11 @@ async def test_unprocessed_items_are_sent_again(backend: DynamoDBCheckpointBacke
             parsed["UnprocessedItems"] = {table: sent[:1]}
 
     calls.after = leave_one_unprocessed
-    await backend.put(m.PutRequest(record("t1", 1)))
+    await backend.delete_thread("t1")  # the checkpoint and the thread's registry entry
 
-    assert calls.ops == ["BatchWriteItem", "BatchWriteItem"]
-    assert len(calls.params[1][1]["RequestItems"][table]) == 1
+    batches = [p["RequestItems"][table] for op, p in calls.params if op == "BatchWriteItem"]
+    assert [len(batch) for batch in batches] == [2, 1]
+    assert await table_items(backend) == []
 
 
 async def test_delete_for_runs_and_prune_remove_objects_too(

@@ -159,7 +159,12 @@ class _Server:
 
 @dataclass
 class DynamoDBLocal(_Server):
+    """DynamoDB Local; in memory, or with ``db_path`` in a database file there, so that a
+    restart on the same port keeps the data (tests of outages). ``jvm_args`` go to Java."""
+
     jar: Path = field(default_factory=lambda: Path(JAR))
+    db_path: Path | None = None
+    jvm_args: Sequence[str] = ()
     name = "dynamodb-local"
 
     def command(self) -> Sequence[str]:
@@ -168,9 +173,11 @@ class DynamoDBLocal(_Server):
             raise RuntimeError("DynamoDB Local needs Java 17+ (apt-get install openjdk-17-jre)")
         return [
             java,
+            *self.jvm_args,
             f"-Djava.library.path={self.jar.parent / 'DynamoDBLocal_lib'}",
             "-jar", str(self.jar),
-            "-inMemory", "-sharedDb", "-disableTelemetry",
+            *(("-dbPath", str(self.db_path)) if self.db_path else ("-inMemory",)),
+            "-sharedDb", "-disableTelemetry",
             "-port", str(self.port),
         ]  # fmt: skip
 

@@ -2,10 +2,13 @@
 
 Calls per operation, with payloads small enough to stay in the items:
 
-- ``put``: one ``BatchWriteItem`` (the checkpoint, the thread's registry entry and, with a run
-  id, the run's index entry), plus one S3 ``PutObject`` when the payload is offloaded;
+- ``put``: one ``TransactWriteItems`` (the checkpoint, the thread's registry entry and, with a
+  run id, the run's index entry: all or none), plus one S3 ``PutObject`` when the payload is
+  offloaded;
 - ``put_writes``: one ``PutItem`` (one write) or one ``TransactWriteItems`` (up to 100 writes
-  and 4 MB), plus one ``PutObject`` per offloaded value;
+  and 4 MB), plus one ``PutObject`` per offloaded value; a larger batch, one ``Query`` (the
+  keys of the checkpoint's writes) and one ``TransactWriteItems`` per 100 items or 4 MB, still
+  all or none (see :mod:`.writing`);
 - ``get_tuple``: one ``Query`` (two for the latest checkpoint of a thread this sidecar has not
   seen, when that checkpoint has writes; see :mod:`.reading`), plus one ``GetObject`` per
   offloaded payload;
@@ -14,13 +17,21 @@ Calls per operation, with payloads small enough to stay in the items:
   ``BatchWriteItem`` per 25 items, and for the bucket one listing and one ``DeleteObjects``
   per 1000 objects (or a ``CopyObject`` per copied object);
 - ``delete_for_runs``: one ``Query`` per run and one per checkpoint found, then batches.
+
+Objects of items that were not written are deleted at once; what a crash leaves (an object
+uploaded but never referred to, the invisible items of a batch that never committed) is
+removed by :meth:`DynamoDBCheckpointBackend.sweep`, which each sidecar runs every
+:data:`SWEEP_INTERVAL_S` or so, sparing anything younger than :data:`SWEEP_AGE_S`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TypeAlias
 
 from agentpersistence.client.protocol import messages as m
@@ -34,7 +45,7 @@ from . import provisioning, records, schema
 from .clients import Clients
 from .payloads import Item, Payloads
 from .reading import ItemStream, Query, Reader, alive
-from .writing import Writer
+from .writing import WriteGroup, Writer, refused
 
 Items: TypeAlias = "list[Item]"  # spelled out here: inside the class, ``list`` is the method
 Location = tuple[str, str, str]
@@ -45,6 +56,14 @@ RUN_CONCURRENCY = 8
 """Checkpoints of ``delete_for_runs`` looked up at once."""
 _KEYS = (schema.PK, schema.SK, schema.OBJECT, schema.RUN, schema.EXPIRES)
 """What deletes read of an item: its key, object, run and expiry."""
+SWEEP_AGE_S = 3600.0
+"""Objects and unfinished batches younger than this are spared by the sweep: their write may
+still be in flight (requests last seconds; the margin also covers clock skew)."""
+SWEEP_INTERVAL_S = 6 * 3600.0
+"""How often each sidecar sweeps (at a random point of each interval, so that sidecars
+started together do not sweep together)."""
+
+log = logging.getLogger("agentpersistence.sidecar.dynamodb")
 
 
 class DynamoDBCheckpointBackend(CheckpointBackend):
@@ -57,13 +76,21 @@ class DynamoDBCheckpointBackend(CheckpointBackend):
         self.payloads = Payloads(settings, self.clients)
         self.reader = Reader(self.clients, self.payloads)
         self.writer = Writer(self.clients)
+        self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.clients.open()
+        if self.clients.offloading:
+            self._sweeper = asyncio.create_task(self._sweep_now_and_then())
 
     async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await self.clients.close()
 
     async def provision(self) -> None:
@@ -114,7 +141,12 @@ class DynamoDBCheckpointBackend(CheckpointBackend):
         if request.run_id is not None:
             location = (record.thread_id, record.checkpoint_ns, record.checkpoint_id)
             items.append(records.run_item(request.run_id, location, expires))
-        await self.writer.put_items(items)
+        try:
+            await self.writer.put_together(items)
+        except Exception as exc:
+            if refused(exc):
+                await self.payloads.discard([item])
+            raise
         self.reader.hints.offer(record.thread_id, record.checkpoint_ns, record.checkpoint_id)
 
     async def put_writes(self, request: m.PutWritesRequest) -> None:
@@ -124,10 +156,20 @@ class DynamoDBCheckpointBackend(CheckpointBackend):
         request = m.PutWritesRequest(
             request.thread_id, request.checkpoint_ns, request.checkpoint_id, writes
         )
-        drafts = records.write_drafts(request, self._expires())
+        expires = self._expires()
+        drafts = records.write_drafts(request, expires)
         items = await self.payloads.place(request.thread_id, drafts)
         replace = [rules.write_replaces(write.idx) for write in writes]
-        await self.writer.put_first_wins(list(zip(items, replace, strict=True)))
+        location = (request.thread_id, request.checkpoint_ns, request.checkpoint_id)
+        try:
+            skipped = await self.writer.put_first_wins(
+                list(zip(items, replace, strict=True)), WriteGroup(location, expires)
+            )
+        except Exception as exc:
+            if refused(exc):
+                await self.payloads.discard(items)
+            raise
+        await self.payloads.discard(skipped)
 
     # --- deletes -------------------------------------------------------------------------
 
@@ -160,7 +202,7 @@ class DynamoDBCheckpointBackend(CheckpointBackend):
         while (item := await stream.pull()) is not None:
             key = schema.ItemKey(item[schema.SK]["S"])
             if key.checkpoint_ns not in kept:
-                if key.write is None and alive(item, now):
+                if key.is_checkpoint and alive(item, now):
                     kept.add(key.checkpoint_ns)
                 continue
             doomed += [item, *_run_entry(thread_id, item, None)]
@@ -212,6 +254,57 @@ class DynamoDBCheckpointBackend(CheckpointBackend):
 
     def _thread_items(self, thread_id: str, projection: tuple[str, ...] = ()) -> ItemStream:
         return ItemStream(self.clients, Query(schema.thread_pk(thread_id), projection=projection))
+
+    # --- what interrupted writes leave ---------------------------------------------------
+
+    async def sweep(self, age_s: float = SWEEP_AGE_S) -> int:
+        """Delete objects no item refers to and the items of batches that never committed,
+        in every thread with an object older than ``age_s``, sparing anything younger;
+        returns how many objects were deleted."""
+        offload = self.settings.s3_offload
+        if offload is None:
+            return 0
+        before = time.time() - age_s
+        prefixes = await self.payloads.prefixes_with_objects(before)
+        deleted = 0
+        async for thread_id in self._registered_threads():
+            if schema.thread_prefix(offload.key_prefix, thread_id) in prefixes:
+                deleted += await self._sweep_thread(thread_id, before)
+        return deleted
+
+    async def _sweep_thread(self, thread_id: str, before: float) -> int:
+        stream = self._thread_items(thread_id, (schema.PK, schema.SK, schema.OBJECT, schema.BATCH))
+        items = await stream.all()
+        markers = {
+            key.batch
+            for item in items
+            if (key := schema.ItemKey(item[schema.SK]["S"])).batch is not None
+        }
+        referenced: set[str] = set()
+        for item in items:
+            batch = records.optional(item, schema.BATCH)
+            if batch is not None and batch not in markers and schema.batch_time(batch) < before:
+                await self.writer.remove_uncommitted(item, batch)
+            elif schema.OBJECT in item:
+                referenced.add(item[schema.OBJECT]["S"])
+        return await self.payloads.sweep_thread(thread_id, referenced, before)
+
+    async def _registered_threads(self) -> AsyncIterator[str]:
+        for shard in range(schema.REGISTRY_SHARDS):
+            query = Query(schema.registry_pk(shard), projection=(schema.SK,))
+            stream = ItemStream(self.clients, query)
+            while (item := await stream.pull()) is not None:
+                yield schema.registered_thread(item[schema.SK]["S"])
+
+    async def _sweep_now_and_then(self) -> None:
+        while True:
+            await asyncio.sleep(random.uniform(0.5, 1.0) * SWEEP_INTERVAL_S)
+            try:
+                deleted = await self.sweep()
+            except SidecarError as exc:
+                log.warning("the sweep of orphaned objects failed", extra={"error": exc.code})
+            else:
+                log.info("swept orphaned objects", extra={"deleted": deleted})
 
     # --- copies --------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from aiobotocore.session import get_session
 from agentpersistence.client.protocol.errors import SidecarError
 
 from ...settings import DynamoDBSettings, DynamoDBStoreSettings
-from ..aws import client_config, region, translated
+from ..aws import bound_retries, client_config, region, translated
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -52,11 +52,13 @@ class Clients:
                 self._dynamodb = await stack.enter_async_context(
                     session.create_client("dynamodb", region_name=name, config=config)
                 )
+                bound_retries(self._dynamodb)
             if self.bucket_name is not None:
                 with self.bucket():
                     self._s3 = await stack.enter_async_context(
                         session.create_client("s3", region_name=name, config=config)
                     )
+                    bound_retries(self._s3)
         except BaseException:
             await stack.aclose()
             raise

@@ -6,6 +6,11 @@ least ``compression.thresholdBytes`` long and compression makes it smaller; the 
 ``s3Offload.thresholdBytes`` or the item would pass DynamoDB's 400 KB limit: then they go to
 S3 and the item keeps the object key. Without a bucket such an item is refused before
 anything is written. Large payloads are compressed on a worker thread (zlib releases the GIL).
+
+Objects are uploaded before the items that refer to them. When the item write is refused, or
+an item is not written because its first copy exists, the objects are deleted again (best
+effort: a failure to delete is logged); what a crash or a failed delete leaves behind is found
+by :meth:`Payloads.sweep_thread`, which deletes the objects of a thread that no item refers to.
 """
 
 from __future__ import annotations
@@ -83,8 +88,13 @@ class Payloads:
         encoded = await asyncio.gather(*(self.encode(d.payload) for d in drafts))
         plans = [self._plan(d, data, enc) for d, (data, enc) in zip(drafts, encoded, strict=True)]
         uploads = [self._upload(thread_id, item, data) for item, data, off in plans if off]
-        await asyncio.gather(*uploads)
-        return [item for item, _, _ in plans]
+        results = await asyncio.gather(*uploads, return_exceptions=True)
+        items = [item for item, _, _ in plans]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await self.discard(items)
+            raise failed[0]
+        return items
 
     def _plan(self, draft: Draft, data: bytes, encoding: str | None) -> tuple[Item, bytes, bool]:
         """(item, stored bytes, whether they go to S3); raises if they cannot be stored."""
@@ -113,7 +123,8 @@ class Payloads:
 
     async def _upload(self, thread_id: str, item: Item, data: bytes) -> None:
         assert self.offload is not None
-        key = schema.object_key(self.offload.key_prefix, thread_id, item[schema.SK]["S"], data)
+        key = schema.object_key(self.offload.key_prefix, thread_id, item[schema.SK]["S"])
+        item[schema.OBJECT] = {"S": key}  # set first: a failed upload may still have stored it
         with self.clients.bucket():
             await self.clients.s3.put_object(
                 Bucket=self.offload.bucket_name,
@@ -122,7 +133,19 @@ class Payloads:
                 Tagging=self.tagging,
                 ContentType="application/octet-stream",
             )
-        item[schema.OBJECT] = {"S": key}
+
+    async def discard(self, items: Iterable[Item]) -> None:
+        """Best effort: delete the objects of items that were not written."""
+        keys = [item[schema.OBJECT]["S"] for item in items if schema.OBJECT in item]
+        if not keys:
+            return
+        try:
+            await self.delete(keys)
+        except SidecarError as exc:
+            log.warning(
+                "objects of items not written are left for the sweep",
+                extra={"bucket": self.clients.bucket_name, "left": len(keys), "error": exc.code},
+            )
 
     async def encode(self, payload: bytes) -> tuple[bytes, str | None]:
         """The bytes to store and their encoding (None: as sent)."""
@@ -190,14 +213,50 @@ class Payloads:
             async for page in pages:
                 await self.delete(obj["Key"] for obj in page.get("Contents", []))
 
+    async def prefixes_with_objects(self, older_than: float) -> set[str]:
+        """The thread prefixes holding an object last modified before ``older_than``."""
+        if self.offload is None:
+            return set()
+        root = self.offload.key_prefix + "t/"
+        found: set[str] = set()
+        with self.clients.bucket():
+            pages = self.clients.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.offload.bucket_name, Prefix=root
+            )
+            async for page in pages:
+                for obj in page.get("Contents", []):
+                    if obj["LastModified"].timestamp() < older_than:
+                        thread = obj["Key"][len(root) :].split("/", 1)[0]
+                        found.add(f"{root}{thread}/")
+        return found
+
+    async def sweep_thread(self, thread_id: str, referenced: set[str], older_than: float) -> int:
+        """Delete the thread's objects last modified before ``older_than`` (epoch seconds)
+        that are not in ``referenced``; how many. The age spares uploads whose item write may
+        still be in flight."""
+        if self.offload is None:
+            return 0
+        prefix = schema.thread_prefix(self.offload.key_prefix, thread_id)
+        orphans: list[str] = []
+        with self.clients.bucket():
+            pages = self.clients.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.offload.bucket_name, Prefix=prefix
+            )
+            async for page in pages:
+                orphans += [
+                    obj["Key"]
+                    for obj in page.get("Contents", [])
+                    if obj["Key"] not in referenced and obj["LastModified"].timestamp() < older_than
+                ]
+        await self.delete(orphans)
+        return len(orphans)
+
     async def copy(self, item: Item, thread_id: str) -> None:
         """Give a copied item its own object under ``thread_id``'s prefix."""
         if schema.OBJECT not in item or self.offload is None:
             return
         source = item[schema.OBJECT]["S"]
-        target = schema.object_key(
-            self.offload.key_prefix, thread_id, item[schema.SK]["S"], source.encode()
-        )
+        target = schema.object_key(self.offload.key_prefix, thread_id, item[schema.SK]["S"])
         with self.clients.bucket():
             await self.clients.s3.copy_object(
                 Bucket=self.offload.bucket_name,

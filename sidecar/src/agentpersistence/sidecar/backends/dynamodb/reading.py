@@ -3,8 +3,9 @@
 Every read is a ``Query`` on one thread's partition with ``ScanIndexForward=False`` and
 ``ConsistentRead=True`` (a resumed graph must see the checkpoint it just wrote). In that order
 a checkpoint's writes come right before it (see :mod:`.schema`), so :func:`next_group` turns
-the item stream into checkpoints with their writes; writes whose checkpoint is missing and
-items past their ``expires`` are skipped.
+the item stream into checkpoints with their writes; writes whose checkpoint is missing, writes
+of a batch without its commit marker and items past their ``expires`` are skipped. A batch's
+marker lies among its checkpoint's writes, so honouring it costs no extra read.
 
 The latest checkpoint: :class:`LatestHints` remembers, per thread and namespace, the newest id
 this sidecar wrote or read. The key range from that id to the end of the namespace then holds
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import rules
 
+from .. import listing
 from ..base import ListPosition, decode_cursor, encode_cursor
 from . import records, schema
 from .clients import Clients
@@ -165,20 +167,34 @@ class Group:
 
 
 async def next_group(stream: ItemStream) -> Group | None:
-    """The next live checkpoint of a newest-first stream, with the writes that precede it."""
+    """The next live checkpoint of a newest-first stream, with the visible writes that
+    precede it."""
     now = time.time()
-    pending: tuple[tuple[str, str] | None, list[Item]] = (None, [])
+    group: tuple[str, str] | None = None
+    writes: list[Item] = []
+    committed: set[str] = set()
     while (item := await stream.pull()) is not None:
         if not alive(item, now):
             continue
         key = schema.ItemKey(item[schema.SK]["S"])
-        if key.write is not None:
-            if pending[0] != key.group:
-                pending = (key.group, [])
-            pending[1].append(item)
+        if not key.is_checkpoint:
+            if group != key.group:
+                group, writes, committed = key.group, [], set()
+            if key.batch is not None:
+                committed.add(key.batch)
+            else:
+                writes.append(item)
             continue
-        return Group(key, item, pending[1] if pending[0] == key.group else [])
+        if group != key.group:
+            return Group(key, item, [])
+        return Group(key, item, [w for w in writes if visible(w, committed)])
     return None
+
+
+def visible(write: Item, committed: set[str]) -> bool:
+    """Whether a write item counts: stored alone, or by a batch whose marker was read."""
+    batch = write.get(schema.BATCH)
+    return batch is None or batch["S"] in committed
 
 
 # --- the latest checkpoint -----------------------------------------------------------------
@@ -260,7 +276,7 @@ class Reader:
             if newest is None:
                 return None
             key = schema.ItemKey(newest[schema.SK]["S"])
-            if key.write is None and alive(newest, now):
+            if key.is_checkpoint and alive(newest, now):
                 return Group(key, newest, [])
             group = await self._exact(thread_id, ns, key.checkpoint_id)
             if group is not None:
@@ -303,7 +319,7 @@ class Reader:
                     self.payloads, thread_id, group.checkpoint, group.writes
                 )
                 if record is not None:
-                    page.records.append(record)
+                    page.add(record)
         return not stream.exhausted
 
 
@@ -335,10 +351,16 @@ class _Page:
     filter: dict[str, Any] | None
     request: m.ListRequest
     records: list[m.CheckpointRecord] = field(default_factory=list)
+    size: int = 0
+    """Bytes of the records' blobs, against ``listing.PAGE_BYTES``."""
 
     @property
     def full(self) -> bool:
-        return len(self.records) >= self.limit
+        return len(self.records) >= self.limit or self.size >= listing.PAGE_BYTES
+
+    def add(self, record: m.CheckpointRecord) -> None:
+        self.records.append(record)
+        self.size += listing.record_bytes(record)
 
     def page_limit(self) -> int:
         """Items to read next: room for the records still wanted and some of their writes."""

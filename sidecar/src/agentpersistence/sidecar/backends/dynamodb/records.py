@@ -97,6 +97,18 @@ def run_item(run_id: str, location: tuple[str, str, str], expires: int | None) -
     }
 
 
+def marker_item(
+    thread_id: str, checkpoint_ns: str, checkpoint_id: str, batch: str, expires: int | None
+) -> Item:
+    """The commit marker of a batch of writes (see :mod:`.schema`)."""
+    return {
+        schema.PK: {"S": schema.thread_pk(thread_id)},
+        schema.SK: {"S": schema.marker_sk(checkpoint_ns, checkpoint_id, batch)},
+        schema.KIND: {"S": schema.MARKER},
+        **expiry(expires),
+    }
+
+
 def location_of(item: Item) -> tuple[str, str, str]:
     """The checkpoint a run index item points at."""
     try:

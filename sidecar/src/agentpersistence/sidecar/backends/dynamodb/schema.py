@@ -11,6 +11,7 @@ checkpoint id::
     PK             SK                                  kind  item
     t#<thread>     N(ns) E(id)                         c     a checkpoint
     t#<thread>     N(ns) E(id) " " E(task) " " <idx>   w     one pending write of it
+    t#<thread>     N(ns) E(id) "  ~" <batch>           b     "that batch of writes is whole"
     reg#<shard>    t#<thread>                          -     "the thread exists" (listing all)
     run#<run>      <sha256 of thread, ns, id>          -     "this run wrote that checkpoint"
     claim          claim                               -     which AgentPersistence uses it
@@ -24,17 +25,27 @@ thread's partition therefore comes in the shared listing order (namespaces ascen
 descending) with each checkpoint's writes right before it: a checkpoint and its writes are one
 contiguous run ending at the checkpoint item, and a namespace is the key range ``N(ns)...``.
 
+**Batches larger than one transaction** (more than 100 items or about 4 MB of writes in one
+``put_writes``): every write item of the batch carries ``batch: <id>``, and the batch's last
+transaction also puts its *commit marker* (kind ``b``, in the checkpoint's run, so every read
+of the checkpoint reads it too). A write item with a ``batch`` attribute is visible only if its
+batch's marker is: the items of a batch whose last transaction failed stay invisible and are
+removed (at once, or by the sweep). The id starts with the hex epoch seconds of its write.
+
 The thread registry is spread over :data:`REGISTRY_SHARDS` partitions so that puts do not all
 write one key; changing that number needs a migration. **Bucket**: objects under
 ``<keyPrefix>t/<sha256(thread)>/``, private (public access blocked), encrypted (SSE-S3), and
 with a TTL tagged ``agentpersistence-expiry=<days>d``: a lifecycle rule per day count expires
-them, never before the item that refers to them.
+them, never before the item that refers to them. Every upload gets an object of its own (the
+key ends with a random token), so an object that no stored item refers to can be deleted
+without asking who else might use it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 from typing import TYPE_CHECKING
 
 from agentpersistence.client.protocol.errors import RequestRejected
@@ -54,8 +65,8 @@ CLAIM_PK = CLAIM_SK = "claim"
 """The key of the item where the operator records which ``AgentPersistence`` uses the table
 (no thread's partition key can be ``claim``: they all start ``t#``, ``reg#`` or ``run#``)."""
 KIND = "kind"
-"""``c`` for a checkpoint item, ``w`` for a pending write item."""
-CHECKPOINT, WRITE = "c", "w"
+"""``c`` for a checkpoint item, ``w`` for a pending write item, ``b`` for a batch's marker."""
+CHECKPOINT, WRITE, MARKER = "c", "w", "b"
 TYPE = "type"
 """The serializer's type tag of the payload."""
 PAYLOAD = "payload"
@@ -69,6 +80,8 @@ PARENT = "parent"
 RUN = "run"
 CHANNEL = "channel"
 TASK_PATH = "task_path"
+BATCH = "batch"
+"""The batch id of a write item stored by a batch larger than one transaction."""
 EXPIRES = "expires"
 """The TTL attribute: epoch seconds after which DynamoDB deletes the item."""
 LOC_THREAD, LOC_NS, LOC_ID = "thread", "ns", "checkpoint_id"
@@ -89,6 +102,8 @@ _NS_END = "~"
 _SEP = " "
 _ESCAPE = "!"
 _ESCAPES = {c: _ESCAPE + chr(0x30 + c) for c in range(0x22)}
+_MARKER = "~"
+"""Starts a marker's last key part, where a write has its index (a number)."""
 
 
 def escape(text: str) -> str:
@@ -128,24 +143,47 @@ def write_sk(checkpoint_ns: str, checkpoint_id: str, task_id: str, idx: int) -> 
     return f"{checkpoint_sk(checkpoint_ns, checkpoint_id)}{_SEP}{escape(task_id)}{_SEP}{idx}"
 
 
+def marker_sk(checkpoint_ns: str, checkpoint_id: str, batch: str) -> str:
+    return f"{checkpoint_sk(checkpoint_ns, checkpoint_id)}{_SEP}{_SEP}{_MARKER}{batch}"
+
+
+def batch_id(now: float) -> str:
+    """A new batch id: hex epoch seconds (its age, for the sweep), then a random token."""
+    return f"{int(now):010x}{secrets.token_hex(8)}"
+
+
+def batch_time(batch: str) -> int:
+    """The epoch seconds a batch id was made at."""
+    return int(batch[:10], 16)
+
+
 def group_upper(checkpoint_ns: str, checkpoint_id: str) -> str:
     """A sort key above a checkpoint's writes and below any other id's items."""
     return checkpoint_sk(checkpoint_ns, checkpoint_id) + _ESCAPE
 
 
 class ItemKey:
-    """What a thread item's sort key says: namespace, checkpoint id and, for a write, its key."""
+    """What a thread item's sort key says: namespace, checkpoint id and, for a write, its key
+    (for a batch's marker, the batch id)."""
 
-    __slots__ = ("checkpoint_id", "checkpoint_ns", "write")
+    __slots__ = ("batch", "checkpoint_id", "checkpoint_ns", "write")
 
     def __init__(self, sk: str) -> None:
         end = sk.index(_NS_END)
         self.checkpoint_ns = bytes(255 - b for b in bytes.fromhex(sk[:end])).decode()
         parts = sk[end + 1 :].split(_SEP)
         self.checkpoint_id = unescape(parts[0])
-        self.write: tuple[str, int] | None = (
-            (unescape(parts[1]), int(parts[2])) if len(parts) == 3 else None
-        )
+        self.write: tuple[str, int] | None = None
+        self.batch: str | None = None
+        if len(parts) == 3:
+            if parts[2].startswith(_MARKER):
+                self.batch = parts[2][len(_MARKER) :]
+            else:
+                self.write = (unescape(parts[1]), int(parts[2]))
+
+    @property
+    def is_checkpoint(self) -> bool:
+        return self.write is None and self.batch is None
 
     @property
     def group(self) -> tuple[str, str]:
@@ -249,9 +287,8 @@ def thread_prefix(key_prefix: str, thread_id: str) -> str:
     return f"{key_prefix}t/{digest[:40]}/"
 
 
-def object_key(key_prefix: str, thread_id: str, sk: str, data: bytes) -> str:
-    """An item's object: named by its sort key and content, so a write never changes an
-    object another item refers to (a retried first-wins write gets its own object)."""
+def object_key(key_prefix: str, thread_id: str, sk: str) -> str:
+    """A new object for an item: under its thread's prefix, named by its sort key and a random
+    token, so no two uploads share an object and one no item refers to is safe to delete."""
     item = hashlib.sha256(sk.encode(), usedforsecurity=False).hexdigest()[:40]
-    content = hashlib.sha256(data, usedforsecurity=False).hexdigest()[:40]
-    return f"{thread_prefix(key_prefix, thread_id)}{item}/{content}"
+    return f"{thread_prefix(key_prefix, thread_id)}{item}/{secrets.token_hex(20)}"
