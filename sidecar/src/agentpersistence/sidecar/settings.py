@@ -94,12 +94,38 @@ class ValkeyConnectionSettings(_Model):
         default=None,
         description="ElastiCache IAM authentication instead of a password (needs valkeys://).",
     )
+    wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas that must hold each write before the sidecar acknowledges it "
+        "(a WAIT in the write's round trip), so a failover to one of them loses nothing "
+        "acknowledged. Fewer within waitTimeoutMs fails the call with backend_unavailable "
+        "(retry it; the write is on the primary). 0: acknowledged once on the primary; "
+        "replication is asynchronous, so a failover can lose the last acknowledged writes. "
+        "Standalone (replicated) servers only, not cluster mode.",
+    )
+    wait_timeout_ms: int = Field(
+        default=1000,
+        gt=0,
+        description="Milliseconds a write waits for waitReplicas replicas; below "
+        "socketTimeoutSeconds.",
+    )
 
     @model_validator(mode="after")
     def _one_credentials_source(self) -> ValkeyConnectionSettings:
         problem = credentials_conflict(self)
         if problem:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _wait_within_timeout(self) -> ValkeyConnectionSettings:
+        if self.wait_replicas and self.wait_timeout_ms >= self.socket_timeout_seconds * 1000:
+            raise ValueError(
+                f"waitTimeoutMs ({self.wait_timeout_ms}) must be below socketTimeoutSeconds "
+                f"({self.socket_timeout_seconds:g} s): a write waiting for replicas would "
+                "otherwise be cut off as an unreachable server"
+            )
         return self
 
 

@@ -90,7 +90,7 @@ class ValkeyCacheBackend(CacheBackend):
             index = self.keys.index(path)
             commands.append(("ZREMRANGEBYSCORE", index, "-inf", now_ms - TRIM_GRACE_MS))
             commands.append(("SADD", self.keys.namespaces, path))
-        await self.conn.run(*commands)
+        await self.conn.write(*commands)
 
     def _set_entry(self, entry: m.CacheEntry, path: str, now_ms: int) -> list[Command]:
         key, member = self.keys.entry(entry.namespace, entry.key), escape(entry.key)
@@ -113,7 +113,7 @@ class ValkeyCacheBackend(CacheBackend):
             return
         commands = [self._clear_namespace(path) for path in paths]
         commands.append(("SREM", self.keys.namespaces, *paths))
-        await self.conn.run(*commands)
+        await self.conn.write(*commands)
 
     def _clear_namespace(self, path: str) -> Command:
         return evalsha(scripts.CACHE_CLEAR, [self.keys.index(path)], [self.keys.base(path)])

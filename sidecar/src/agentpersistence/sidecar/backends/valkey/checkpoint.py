@@ -104,7 +104,7 @@ class ValkeyCheckpointBackend(CheckpointBackend):
         if request.run_id is not None:
             commands += self._index_run(request.run_id, location)
         commands += self._index_thread(record.thread_id)
-        await self.conn.run(*commands)
+        await self.conn.write(*commands)
 
     async def put_writes(self, request: m.PutWritesRequest) -> None:
         if not request.writes:
@@ -118,7 +118,7 @@ class ValkeyCheckpointBackend(CheckpointBackend):
         commands = [evalsha(scripts.PUT_WRITES, [base], args)]
         if self.ttl:  # the writes extend the thread's life: so must its expiry in the index
             commands += self._index_thread(request.thread_id)
-        await self.conn.run(*commands)
+        await self.conn.write(*commands)
 
     def _index_thread(self, thread_id: str) -> Commands:
         """Index updates for a write to the thread; the expiry first (see sweep_threads.lua)."""
@@ -165,14 +165,14 @@ class ValkeyCheckpointBackend(CheckpointBackend):
         pending, resume = first, None
         while True:
             args: list[Arg] = [DELETE_BUDGET, scripts.optional(resume)]
-            *_, reply = await self.conn.run(*pending, evalsha(script, [base], args))
+            *_, reply = await self.conn.write(*pending, evalsha(script, [base], args))
             more, raw_resume, *runs = reply
             pending = self._unindex_runs(thread_id, runs)
             if not more:
                 break
             resume = records.text(raw_resume)
         if pending:
-            await self.conn.run(*pending)
+            await self.conn.write(*pending)
 
     def _unindex_runs(self, thread_id: str, triples: Sequence[bytes]) -> Commands:
         commands: list[Command] = []
@@ -201,7 +201,7 @@ class ValkeyCheckpointBackend(CheckpointBackend):
             for i in range(0, len(pairs), 2 * DELETE_BATCH)
         ]
         if deletes or unindex:
-            await self.conn.run(*deletes, *unindex)
+            await self.conn.write(*deletes, *unindex)
 
     def _delete_checkpoints(
         self, thread_id: str, run_ids: Sequence[str], pairs: Sequence[str]
@@ -219,14 +219,14 @@ class ValkeyCheckpointBackend(CheckpointBackend):
         pending: Commands = []
         while True:
             export = evalsha(scripts.EXPORT, [source], self._export_args(after))
-            *_, reply = await self.conn.run(*pending, export)
+            *_, reply = await self.conn.write(*pending, export)
             more, last_ns, last_id, *found = reply
             pending = self._import(target_thread_id, found)
             if not more:
                 break
             after = (records.text(last_ns), records.text(last_id))
         if pending:
-            await self.conn.run(*pending)
+            await self.conn.write(*pending)
 
     @staticmethod
     def _export_args(after: tuple[str | None, str | None]) -> Sequence[str | int]:

@@ -12,7 +12,8 @@ Two clients, one per kind of use:
   the caller interprets) and :meth:`Connection.call` (code shared with the operator). A
   server with cluster mode enabled is spoken to entirely with valkey-py's cluster client:
   each batch then goes to every node it concerns in parallel (all keys of one thread live in
-  one slot, so each thread's script still runs on one node).
+  one slot, so each thread's script still runs on one node). While a slot moves, commands
+  on it are refused and sent again until it has moved (:func:`fence`).
 
 Both clients authenticate each new connection with a login from the same :mod:`.credentials`
 source (the settings' ``passwordFile`` or ``iamAuth``, else the URL's password, or what the
@@ -50,13 +51,53 @@ Client = Valkey | ValkeyCluster
 T = TypeVar("T")
 
 _FAILURES = (vx.ValkeyError, vx.ValkeyClusterException, OSError, asyncio.TimeoutError)
+RESHARD_PAUSE_S, RESHARD_PAUSE_MAX_S = 0.005, 0.1
+"""The first and the longest pause before sending again commands refused by a moving slot."""
+_UNSENT = object()
+"""The reply of a command not sent yet."""
+
+
+def _moving(reply: object) -> bool:
+    """Whether ``reply`` refuses a command because a slot it touches is being moved:
+    ``TRYAGAIN``, ``ASK``/``MOVED`` left over, or valkey-py's ``TTL exhausted`` after
+    following redirections (its only plain ``ClusterError``)."""
+    moving = isinstance(reply, vx.TryAgainError | vx.AskError) or type(reply) is vx.ClusterError
+    return moving or reply is _UNSENT
+
 
 log = logging.getLogger("agentpersistence.sidecar.valkey")
 
 
-def evalsha(script: scripts.Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Command:
-    """The command that runs ``script`` (loaded by :meth:`Connection.open`)."""
-    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+def evalsha(script: scripts.Script, keys: Sequence[str], args: Sequence[Arg]) -> Command:
+    """The command that runs ``script`` (loaded by :meth:`Connection.open`).
+
+    The keys declared are ``keys`` and then a :func:`fence` of the first one (scripts read
+    only ``KEYS[1..#keys]``): on a cluster, it keeps the script off a slot being moved.
+    """
+    fenced = [*keys, *fence(keys[0])] if keys else []
+    return ("EVALSHA", script.sha, len(fenced), *fenced, *args)
+
+
+FENCE = ":slot-fence"
+"""The end of fence keys' names (after a key's hash tag); nothing writes such a key."""
+
+
+def fence(key: str) -> list[str]:
+    """A key in ``key``'s cluster slot that never exists: ``key`` up to its hash tag, then
+    :data:`FENCE` (so it stays under the key prefix an ACL user is given); none if ``key``
+    has no hash tag (no such key's script spans a thread, a store or a namespace).
+
+    A script reaches more keys than it declares (a thread's checkpoints, a store's items),
+    and a slot moves one ``MIGRATE`` at a time: run on either node mid-move, a script would
+    see half of its keys and write beside the other half. Declaring a second key that never
+    exists stops that: while the slot is ``MIGRATING`` its source answers ``ASK`` (every
+    declared key missing) and its target ``TRYAGAIN`` (several declared keys, some missing),
+    so the script waits until the slot has moved whole (:meth:`Connection.run` sends it
+    again). On a stable slot, and on a standalone server, the extra key changes nothing.
+    """
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return [key[: end + 1] + FENCE] if end > start + 1 else []
 
 
 ConnectionSettings = ValkeyConnectionSettings
@@ -118,6 +159,9 @@ class Connection:
             await self.close()
             raise
         cluster = isinstance(self._client, ValkeyCluster)
+        if cluster and self.settings.wait_replicas:
+            await self.close()
+            raise errors.wait_on_cluster(self.where)
         log.info("connected to Valkey", extra={"valkey": self.where, "cluster": cluster})
 
     async def _connect(self) -> Client:
@@ -154,6 +198,10 @@ class Connection:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             credential_provider=cr.provider(self.credentials),
+            # A MOVED reply updates the slot it names, never the whole map: valkey-py's
+            # periodic full reset on MOVED closes every node's connections under the other
+            # callers and fails pipelines in flight (no default node) while slots move.
+            reinitialize_steps=0,
         )
         self._client = cluster
         await cluster.initialize()
@@ -190,6 +238,19 @@ class Connection:
                     return await self._after_refusal(commands, replies)
         except _FAILURES as exc:
             raise translate(exc, self.where) from None
+        return replies
+
+    async def write(self, *commands: Command) -> list[Any]:
+        """:meth:`run` for commands that change data. With ``waitReplicas`` set, a ``WAIT``
+        ends the same round trip: the replies come once that many replicas hold everything
+        this connection wrote, or the call fails (``BackendUnavailable``) when fewer did."""
+        wanted = self.settings.wait_replicas
+        if not wanted:
+            return await self.run(*commands)
+        timeout_ms = self.settings.wait_timeout_ms
+        *replies, acknowledged = await self.run(*commands, ("WAIT", wanted, timeout_ms))
+        if acknowledged < wanted:
+            raise errors.too_few_replicas(self.where, acknowledged, wanted, timeout_ms)
         return replies
 
     async def _after_refusal(self, commands: Sequence[Command], replies: list[Any]) -> list[Any]:
@@ -230,7 +291,7 @@ class Connection:
         client = self._connected()
         try:
             return await execute(client, command, route=route)
-        except vx.NoScriptError as exc:
+        except (vx.NoScriptError, vx.NoPermissionError) as exc:  # not the command's answer
             raise translate(exc, self.where) from None
         except vx.ResponseError as exc:
             return Refusal(str(exc))
@@ -251,6 +312,30 @@ class Connection:
         return self._send_by_valkey_py(commands)
 
     async def _send_by_valkey_py(self, commands: Sequence[Command]) -> list[Any]:
+        """:meth:`_pipeline`, sending again the commands refused because a slot they touch
+        is being moved (``TRYAGAIN``, or redirections past valkey-py's own retries), after a
+        pause, until ``socket_timeout_seconds`` have passed: the slot's move is finished by
+        then, or it is reported (``BackendUnavailable``). Only the refused commands are sent
+        again: none of them ran (a script's fence refuses it whole, before it starts)."""
+        replies: list[Any] = [_UNSENT] * len(commands)
+        loop = asyncio.get_running_loop()
+        give_up, pause = loop.time() + self.settings.socket_timeout_seconds, RESHARD_PAUSE_S
+        while True:
+            waiting = [i for i, reply in enumerate(replies) if _moving(reply)]
+            try:
+                answered = await self._pipeline([commands[i] for i in waiting])
+            except vx.ClusterError as exc:  # valkey-py's redirections ran out on one command
+                if not _moving(exc) or loop.time() >= give_up:
+                    raise
+                answered = [exc] * len(waiting)
+            for i, reply in zip(waiting, answered, strict=True):
+                replies[i] = reply
+            if not any(map(_moving, replies)) or loop.time() >= give_up:
+                return replies
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RESHARD_PAUSE_MAX_S)
+
+    async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
         client = self._connected()
         if len(commands) == 1:
             execute: Callable[..., Awaitable[Any]] = client.execute_command  # untyped upstream

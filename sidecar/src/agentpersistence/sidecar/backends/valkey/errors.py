@@ -12,6 +12,7 @@ was never created, and an existing index whose definition differs from the confi
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import urlsplit
 
 from valkey import exceptions as vx
@@ -59,12 +60,24 @@ def describe_url(url: str) -> str:
 def translate(exc: BaseException, where: str) -> SidecarError:
     """The protocol error for an exception raised while talking to Valkey at ``where``."""
     detail = _detail(exc)
-    if isinstance(exc, vx.AuthenticationError | vx.AuthorizationError | vx.NoPermissionError):
-        return BackendUnavailable(f"Valkey at {where} refused the credentials: {detail}")
+    if isinstance(exc, vx.NoPermissionError) or _ACL_IN_SCRIPT in str(exc):
+        return permission_refused(str(exc), where)
+    if isinstance(exc, vx.AuthenticationError | vx.AuthorizationError):
+        return BackendUnavailable(
+            f"Valkey at {where} refused the credentials ({detail}): check the user and "
+            "password the sidecar logs in with (the URL's user:password, or the files of "
+            "passwordFile and usernameFile) against the server's ACL users"
+        )
     if isinstance(exc, vx.BusyLoadingError):
         return BackendUnavailable(f"Valkey at {where} is loading its dataset; retry shortly")
     if isinstance(exc, _UNREACHABLE):
         return BackendUnavailable(f"Valkey at {where} is unreachable: {detail}")
+    # valkey-py raises a plain ClusterError only when a command's redirections ran out.
+    if isinstance(exc, vx.TryAgainError) or type(exc) is vx.ClusterError:
+        return BackendUnavailable(
+            f"Valkey cluster at {where} is moving a slot this call needs ({detail}); "
+            "retry the call once the move is done"
+        )
     if isinstance(exc, _OVERLOADED):
         return BackendUnavailable(f"Valkey at {where} cannot take writes now: {detail}")
     if isinstance(exc, vx.ValkeyClusterException):  # e.g. slots not covered
@@ -75,6 +88,49 @@ def translate(exc: BaseException, where: str) -> SidecarError:
             "point the URL at a standalone server or a cluster-aware proxy"
         )
     return SidecarError(f"Valkey at {where} answered an unexpected error: {detail}")
+
+
+def too_few_replicas(where: str, acknowledged: int, wanted: int, timeout_ms: int) -> SidecarError:
+    """A write the primary applied but fewer than ``waitReplicas`` replicas confirmed."""
+    return BackendUnavailable(
+        f"Valkey at {where}: {acknowledged} of the {wanted} replicas required (waitReplicas) "
+        f"confirmed the write within {timeout_ms} ms; it is on the primary but could be lost "
+        "in a failover. Retry the call (writes are idempotent), and check the replicas' "
+        "replication link (INFO replication)"
+    )
+
+
+def wait_on_cluster(where: str) -> SidecarError:
+    return BackendUnavailable(
+        f"Valkey at {where} runs in cluster mode, where waitReplicas is not supported: "
+        "set waitReplicas to 0, or use a standalone primary with replicas"
+    )
+
+
+_ACL_IN_SCRIPT = "ACL failure in script"
+_REFUSED_COMMAND = re.compile(r"permissions to run the '([^']+)' command")
+
+
+class PermissionRefused(BackendUnavailable):
+    """The ACL user the sidecar logs in as may not run a command or reach a key it needs."""
+
+    hint = "Grant the user what the backend needs (docs/reliability.md lists the minimal ACLs)."
+
+
+def permission_refused(message: str, where: str) -> PermissionRefused:
+    """The error for a ``NOPERM`` reply (or an ACL failure inside a script), naming the
+    refused command, or saying that a key is outside the user's key patterns."""
+    command = _REFUSED_COMMAND.search(message)
+    if command is not None:
+        return PermissionRefused(
+            f"Valkey at {where} refused the command {command.group(1).upper()!r} to the user "
+            f"the sidecar logs in as: add +{command.group(1)} to that user's ACL (the "
+            "backends' minimal ACLs are in docs/reliability.md)"
+        )
+    return PermissionRefused(
+        f"Valkey at {where} refused the user the sidecar logs in as access to a key: its "
+        f"key patterns must cover the backend's keyPrefix (~PREFIX:*) ({_cut(message)})"
+    )
 
 
 def _detail(exc: BaseException) -> str:

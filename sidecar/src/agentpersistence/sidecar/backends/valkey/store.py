@@ -145,13 +145,13 @@ class ValkeyStoreBackend(StoreBackend):
         gets = [self._get_command(op) for op in ops if op.op == rules.GET]
         staged = [op for op in ops if op.op in (rules.SEARCH, rules.LIST_NAMESPACES)]
         if not staged:  # gets and writes share one round trip; the gets run first
-            replies = await self._run(*gets, *writes)
+            replies = await self._run(*gets, *writes, durable=bool(writes))
             return _results(ops, replies[: len(gets)], [])
         get_replies, answers = await asyncio.gather(self._run(*gets), self._staged_all(staged))
         touch = [
             member for answer in answers if isinstance(answer, Page) for member in answer.touch
         ]
-        await self._run(*self._touch_commands(touch), *writes)
+        await self._run(*self._touch_commands(touch), *writes, durable=bool(writes))
         return _results(ops, get_replies, answers)
 
     def _check(self, op: m.StoreOp) -> None:
@@ -163,8 +163,11 @@ class ValkeyStoreBackend(StoreBackend):
         if op.op == rules.SEARCH and op.query_vector is not None:
             store_records.check_vector(op.query_vector, dims, "the query vector")
 
-    async def _run(self, *commands: Command) -> list[Any]:
-        return await self.conn.run(*commands) if commands else []
+    async def _run(self, *commands: Command, durable: bool = False) -> list[Any]:
+        """Send ``commands`` (none: no round trip); ``durable`` for a batch with writes."""
+        if not commands:
+            return []
+        return await (self.conn.write(*commands) if durable else self.conn.run(*commands))
 
     def _get_command(self, op: m.StoreOp) -> Command:
         member = store_schema.item_member(op.namespace, op.key)

@@ -44,7 +44,7 @@ the index entries of expired items are swept or dropped by the reads that meet t
 
 The index (:func:`index_definition`)::
 
-    FT.CREATE P:store ON HASH PREFIX 1 S v: SCHEMA
+    FT.CREATE S store ON HASH PREFIX 1 S v: SCHEMA
         nsp TAG SEPARATOR , CASESENSITIVE
         vec VECTOR HNSW 12 TYPE FLOAT32 DIM d DISTANCE_METRIC COSINE|L2|IP
                            M m EF_CONSTRUCTION c EF_RUNTIME r        (or FLAT 6 ...)
@@ -178,7 +178,12 @@ class StoreKeys:
 
 
 def index_name(settings: ValkeyStoreSettings) -> str:
-    return f"{escape(settings.key_prefix)}:store"
+    """``S store``: the store's hash tag in the name puts the index in the store's slot.
+
+    RediSearch routes ``FT.*`` commands in cluster mode by the index name's slot, and an
+    index sees only the documents of its own node: named without the tag, it lands on
+    another node than the documents and finds nothing. (valkey-search ignores the slot.)"""
+    return StoreKeys(settings.key_prefix).base + "store"
 
 
 def index_definition(settings: ValkeyStoreSettings, index: IndexSettings) -> list[Arg]:
