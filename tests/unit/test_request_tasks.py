@@ -44,6 +44,9 @@ class _Transport(asyncio.Transport):
     def close(self) -> None:
         pass
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass  # nothing is buffered: every write is collected at once
+
 
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:

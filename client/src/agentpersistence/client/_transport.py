@@ -5,20 +5,26 @@ share one pool of plain sockets: a call takes one, sets its blocking mode for th
 serves, and gives it back once a whole response is read, so no socket is tied to an
 event loop that may be gone by the next call.
 
-Every operation of the protocol is idempotent (puts are keyed by id, writes by
-``(task_id, idx)``), so a call whose connection fails — the socket is missing or refuses,
-or the connection closes before the whole reply is read — is retried on a fresh connection
-until its deadline; then :class:`SidecarUnavailable` is raised. A stopping sidecar closes
-its connections at request boundaries and never reads a request it will not answer (see
-the sidecar's ``server`` module), so such a failure is safe to retry. A pooled connection
-that fails means the sidecar it led to is gone: the other idle ones are dropped with it
-and the call is retried at once on a new connection. Replies, typed errors included, are
-never retried: the sidecar answered.
+A call whose connection fails — the socket is missing or refuses, or the connection
+closes before the whole reply is read — is retried on a fresh connection until its
+deadline; then :class:`SidecarUnavailable` is raised. The first attempt may have been
+applied, so a mutating call (``routes.MUTATING``) carries a request id, made once per call
+and sent again with each retry: the sidecar answers a retry of a request it has completed
+with the reply it gave, and holds one that arrives while the first attempt still runs
+until that attempt's reply, so a retried put never overwrites a newer value another
+client wrote in between. That memory is the sidecar process's: a retry that reaches a
+restarted sidecar is applied again. A stopping sidecar closes its connections at request
+boundaries and never reads a request it will not answer (see the sidecar's ``server``
+module), so such a failure is safe to retry. A pooled connection that fails means the
+sidecar it led to is gone: the other idle ones are dropped with it and the call is retried
+at once on a new connection. Replies, typed errors included, are never retried: the
+sidecar answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import struct
@@ -30,12 +36,13 @@ from .protocol import framing
 from .protocol.errors import (
     DeadlineExceeded,
     ProtocolMismatch,
+    RequestRejected,
     SidecarError,
     SidecarUnavailable,
     error_for,
 )
-from .protocol.messages import decode
-from .protocol.routes import Route
+from .protocol.messages import StoreBatchRequest, decode
+from .protocol.routes import MUTATING, Route
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -80,6 +87,46 @@ def _result(route: Route[Req, Resp], status: int, body: Any) -> Resp:
     raise error_for(status, body)
 
 
+class _RequestIds:
+    """Request ids unique across processes: a random prefix (drawn again in a forked child,
+    which would otherwise repeat its parent's ids) and a counter."""
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+_IDS = _RequestIds()
+
+
+def _request_id(route: Route[Any, Any], request: object) -> str | None:
+    """An id for a call that changes state (a store batch only if it puts or deletes)."""
+    if route.name not in MUTATING:
+        return None
+    if isinstance(request, StoreBatchRequest) and all(op.op != "put" for op in request.ops):
+        return None
+    return _IDS.next()
+
+
+_OLD_FRAME_REFUSAL = "frame must be [route name, deadline in ms, body]"
+"""How a sidecar that predates request ids refuses a frame carrying one, before applying
+anything: the call is sent again without the id."""
+
+
+def _refuses_ids(status: int, body: Any) -> bool:
+    return (
+        status == RequestRejected.status
+        and isinstance(body, dict)
+        and body.get("message") == _OLD_FRAME_REFUSAL
+    )
+
+
 def _deadline_ms(deadline: float) -> int:
     return max(1, int((deadline - time.monotonic()) * 1000))
 
@@ -114,17 +161,25 @@ class SocketTransport:
         self.path = path
         self._idle: list[_Conn] = []
         self._aidle: list[socket.socket] = []
+        self.send_ids = True
+        """False once the sidecar has refused a request id: one that predates them, whose
+        calls are then sent as it reads them (and retried without deduplication)."""
         _ALL.add(self)
 
     # --- sync ----------------------------------------------------------------------------
 
     def call(self, route: Route[Req, Resp], request: Req, timeout: float) -> Resp:
         deadline = time.monotonic() + timeout
+        request_id = _request_id(route, request)
         backoff = _BACKOFF_FIRST
         last: BaseException | None = None
         while True:
             try:
-                status, body = self._exchange(route.name, request, deadline)
+                sent_id = request_id if self.send_ids else None
+                status, body = self._exchange(route.name, request, deadline, sent_id)
+                if sent_id is not None and _refuses_ids(status, body):
+                    self.send_ids = False
+                    continue
                 return _result(route, status, body)
             except _Retry as exc:
                 last = exc.__cause__
@@ -137,13 +192,15 @@ class SocketTransport:
             time.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
-    def _exchange(self, route: str, request: object, deadline: float) -> tuple[int, Any]:
+    def _exchange(
+        self, route: str, request: object, deadline: float, request_id: str | None
+    ) -> tuple[int, Any]:
         fresh = not self._idle
         conn = self._connect_sync(deadline) if fresh else self._idle.pop()
         keep = False
         try:
             conn.bound(deadline - time.monotonic())
-            out = framing.request_frame(route, _deadline_ms(deadline), request)
+            out = framing.request_frame(route, _deadline_ms(deadline), request, request_id)
             conn.sock.sendall(framing.PREFACE + out if fresh else out)
             status, body = framing.parse_response(_recv_frame(conn.sock))
             keep = status != ProtocolMismatch.status
@@ -176,11 +233,16 @@ class SocketTransport:
 
     async def acall(self, route: Route[Req, Resp], request: Req, timeout: float) -> Resp:
         deadline = time.monotonic() + timeout
+        request_id = _request_id(route, request)
         backoff = _BACKOFF_FIRST
         last: BaseException | None = None
         while True:
             try:
-                status, body = await self._aexchange(route.name, request, deadline)
+                sent_id = request_id if self.send_ids else None
+                status, body = await self._aexchange(route.name, request, deadline, sent_id)
+                if sent_id is not None and _refuses_ids(status, body):
+                    self.send_ids = False
+                    continue
                 return _result(route, status, body)
             except _Retry as exc:
                 last = exc.__cause__
@@ -193,7 +255,9 @@ class SocketTransport:
             await asyncio.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
-    async def _aexchange(self, route: str, request: object, deadline: float) -> tuple[int, Any]:
+    async def _aexchange(
+        self, route: str, request: object, deadline: float, request_id: str | None
+    ) -> tuple[int, Any]:
         loop = asyncio.get_running_loop()
         fresh = not self._aidle
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) if fresh else self._aidle.pop()
@@ -203,7 +267,7 @@ class SocketTransport:
                 if fresh:
                     sock.setblocking(False)
                     await loop.sock_connect(sock, self.path)
-                out = framing.request_frame(route, _deadline_ms(deadline), request)
+                out = framing.request_frame(route, _deadline_ms(deadline), request, request_id)
                 await loop.sock_sendall(sock, framing.PREFACE + out if fresh else out)
                 status, body = framing.parse_response(await _arecv_frame(loop, sock))
             keep = status != ProtocolMismatch.status
@@ -250,7 +314,9 @@ _ALL: weakref.WeakSet[SocketTransport] = weakref.WeakSet()
 
 
 def _after_fork() -> None:
-    """A forked child must not share its parent's connections: drop its copies."""
+    """A forked child must not share its parent's connections (drop its copies) nor repeat
+    its request ids."""
+    _IDS.renew()
     for transport in list(_ALL):
         transport.close()
 

@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-body-bytes", type=int, default=ServerSettings.max_body_bytes)
     p.add_argument(
+        "--max-response-bytes",
+        type=int,
+        default=ServerSettings.max_response_bytes,
+        help="largest reply sent; a larger one is answered with payload_too_large",
+    )
+    p.add_argument(
         "--shutdown-grace",
         type=float,
         default=ServerSettings.shutdown_grace_seconds,
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ServerSettings(
         socket_path=args.socket,
         max_body_bytes=args.max_body_bytes,
+        max_response_bytes=args.max_response_bytes,
         shutdown_grace_seconds=args.shutdown_grace,
         probe_port=args.probe_port,
         peers=PeerPolicy.of(args.allow_uid, args.allow_gid),

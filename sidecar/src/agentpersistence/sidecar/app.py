@@ -8,6 +8,7 @@ and Prometheus; checkpoint data never leaves the unix socket.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,28 +19,49 @@ from agentpersistence.client.protocol import errors, framing
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol.routes import (
     CONTENT_TYPE,
+    IDEMPOTENCY_HEADER,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
     ROUTES,
 )
 
+from . import deadlines
 from .backends.base import Backend
 from .dispatch import Dispatcher
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
+from .peers import peer_of
+from .server import ServerSettings, response_too_large
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 METRICS = web.AppKey("metrics", Metrics)
 BACKENDS = web.AppKey("backends", list[Backend])
 MAX_BODY = web.AppKey("max_body", int)
+MAX_RESPONSE = web.AppKey("max_response", int)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+HEALTH_TIMEOUT_S = 1.5
+"""Longest a backend's health check may take: inside the 2 s timeout of the readiness probe
+the operator injects, so a backend that does not answer is reported down, with a reason,
+instead of the probe timing out."""
+
+
 async def readiness(backends: list[Backend]) -> m.ReadyResponse:
-    """Ask every backend for a live health check."""
-    health = [await backend.health() for backend in backends]
+    """Ask every backend for a live health check, all at once, each bounded in time."""
+    health = list(await asyncio.gather(*(_health(backend) for backend in backends)))
     return m.ReadyResponse(all(h.ok for h in health), health)
+
+
+async def _health(backend: Backend) -> m.BackendHealth:
+    deadlines.begin(HEALTH_TIMEOUT_S)  # its own task: AWS retries stop in time to say why
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_S):
+            return await backend.health()
+    except TimeoutError:
+        late = f"no answer within {HEALTH_TIMEOUT_S:g}s"
+        return m.BackendHealth(backend.block, backend.name, False, late)
 
 
 def _typed(exc: errors.SidecarError) -> web.Response:
@@ -80,10 +102,17 @@ async def _serve_protocol(name: str, request: web.Request) -> web.Response:
         )
     try:
         body = framing.unpack(await request.read())
+        request_id = framing.check_request_id(request.headers.get(IDEMPOTENCY_HEADER))
     except errors.SidecarError as exc:
         return _typed(exc)
-    status, result = await request.app[DISPATCHER].dispatch(name, body, None)
-    return web.Response(status=status, body=framing.pack(result), content_type=CONTENT_TYPE)
+    peer = None if request_id is None or request.transport is None else peer_of(request.transport)
+    status, result = await request.app[DISPATCHER].dispatch(
+        name, body, None, request_id=request_id, peer=peer
+    )
+    payload = framing.pack(result)
+    if len(payload) > request.app[MAX_RESPONSE]:
+        return _typed(response_too_large(len(payload), request.app[MAX_RESPONSE]))
+    return web.Response(status=status, body=payload, content_type=CONTENT_TYPE)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -116,7 +145,11 @@ def _probe_routes(app: web.Application) -> None:
 
 
 def build_app(
-    dispatcher: Dispatcher, metrics: Metrics, backends: list[Backend], max_body: int
+    dispatcher: Dispatcher,
+    metrics: Metrics,
+    backends: list[Backend],
+    max_body: int,
+    max_response: int = ServerSettings.max_response_bytes,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[_errors])
     app[DISPATCHER], app[METRICS], app[BACKENDS], app[MAX_BODY] = (
@@ -125,6 +158,7 @@ def build_app(
         backends,
         max_body,
     )
+    app[MAX_RESPONSE] = max_response
     _probe_routes(app)
     for route in ROUTES.values():
         app.router.add_post(route.path, _protocol_route(route.name))

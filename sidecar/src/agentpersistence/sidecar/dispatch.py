@@ -1,20 +1,25 @@
 """One request in, one ``(status, body)`` out: the seam both framings and the in-process
-transport share, and the one place where exceptions become protocol errors."""
+transport share, and the one place where exceptions become protocol errors.
+
+A mutating request that carries a request id is applied at most once per id: a retry is
+answered from :class:`~.outcomes.Outcomes` (a dict lookup, no backend call)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Hashable
 from typing import Any
 
 from agentpersistence.client.protocol import errors
 from agentpersistence.client.protocol.messages import decode
-from agentpersistence.client.protocol.routes import ROUTES, Route
+from agentpersistence.client.protocol.routes import MUTATING, ROUTES, Route
 
+from . import deadlines
 from .handlers.base import RouteHandler, RouteTable
 from .metrics import Metrics, RouteRecorder
+from .outcomes import Outcomes
 
 log = logging.getLogger("agentpersistence.sidecar")
 
@@ -22,17 +27,33 @@ _BLOCK_OF_ROUTE = {"checkpoint": "checkpointer", "store": "store", "cache": "cac
 
 
 class Dispatcher:
-    def __init__(self, table: RouteTable, metrics: Metrics, max_deadline: float) -> None:
+    def __init__(
+        self,
+        table: RouteTable,
+        metrics: Metrics,
+        max_deadline: float,
+        outcomes: Outcomes | None = None,
+    ) -> None:
         self._entries: dict[str, tuple[Route[Any, Any], RouteHandler, RouteRecorder]] = {
             name: (ROUTES[name], handler, metrics.recorder(name, handler.backend))
             for name, handler in table.items()
         }
         self.max_deadline = max_deadline
         self.routes = frozenset(table)
+        self.outcomes = outcomes or Outcomes()
 
-    async def dispatch(self, name: str, body: object, deadline_ms: int | None) -> tuple[int, Any]:
+    async def dispatch(
+        self,
+        name: str,
+        body: object,
+        deadline_ms: int | None,
+        *,
+        request_id: str | None = None,
+        peer: Hashable = None,
+    ) -> tuple[int, Any]:
         """Serve a request in its wire form (a decoded msgpack map), within its deadline."""
-        return await self._within(name, self.serve(name, body, wire=True), deadline_ms)
+        serving = self.serve(name, body, wire=True, request_id=request_id, peer=peer)
+        return await self._within(name, serving, deadline_ms)
 
     async def dispatch_message(
         self, name: str, request: object, deadline_ms: int | None
@@ -43,16 +64,36 @@ class Dispatcher:
     async def _within(
         self, name: str, serving: Coroutine[Any, Any, tuple[int, Any]], deadline_ms: int | None
     ) -> tuple[int, Any]:
+        budget = self.budget(deadline_ms)
+        deadlines.begin(budget)
         try:
-            async with asyncio.timeout(self.budget(deadline_ms)):
+            async with asyncio.timeout(budget):
                 return await serving
         except TimeoutError:
             return self.late(name)
 
-    async def serve(self, name: str, body: object, *, wire: bool) -> tuple[int, Any]:
+    async def serve(
+        self,
+        name: str,
+        body: object,
+        *,
+        wire: bool,
+        request_id: str | None = None,
+        peer: Hashable = None,
+        budget: float | None = None,
+    ) -> tuple[int, Any]:
         """Serve a request with no deadline of its own: the caller cancels it when its
         :meth:`budget` runs out, and answers :meth:`late`. (The frame server arms a timer
-        instead of ``asyncio.timeout``: it is cheaper per request.)"""
+        instead of ``asyncio.timeout``: it is cheaper per request.) A mutating request
+        with a ``request_id`` is applied once per ``(peer, route, id)``; read-only routes
+        ignore the id. ``budget`` tells retrying backends when to stop (:mod:`.deadlines`)."""
+        if budget is not None:
+            deadlines.begin(budget)
+        if request_id is not None and name in MUTATING:
+            return await self.outcomes.once((peer, name, request_id), self._apply, name, body, wire)
+        return await self._apply(name, body, wire)
+
+    async def _apply(self, name: str, body: object, wire: bool) -> tuple[int, Any]:
         entry = self._entries.get(name)
         if entry is None:
             return _error(self._missing(name))

@@ -14,6 +14,14 @@ the client sends afterwards is never read, so the client sees the connection clo
 before a reply and retries it on a new connection (nothing acknowledged is lost, nothing
 half-done is answered). Only when the connections are closed (or the grace period is
 over, when the rest are aborted without a reply) do the backends close.
+
+Back-pressure: a frame connection holds at most :data:`MAX_QUEUED` requests read ahead of
+the one being served, and stops serving (and reading) while its transport holds more than
+:data:`WRITE_HIGH_WATER` bytes of replies the client has not read; it resumes when the client
+has drained them below :data:`WRITE_LOW_WATER`. A client that never reads its replies thus
+costs the sidecar a bounded buffer, never a growing one, and other connections are served
+meanwhile. A reply larger than ``max_response_bytes`` is replaced by a ``payload_too_large``
+error saying so.
 """
 
 from __future__ import annotations
@@ -30,18 +38,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from agentpersistence.client.protocol import errors, framing
 from agentpersistence.client.protocol.routes import CONTENT_TYPE, PROTOCOL_VERSION
 
 from .dispatch import Dispatcher
 from .eventloop import Answer, RequestTasks
-from .peers import PeerPolicy, peer_of
+from .peers import Peer, PeerPolicy, peer_of
 
 log = logging.getLogger("agentpersistence.sidecar")
 
 _HEADER = framing.HEADER
+
+WRITE_HIGH_WATER = 1024 * 1024
+"""Bytes of unread replies at which a frame connection stops serving and reading."""
+WRITE_LOW_WATER = 256 * 1024
+"""Bytes of unread replies below which it serves and reads again."""
+MAX_QUEUED = 32
+"""Requests read ahead of the one being served, past which a connection stops reading."""
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before the sidecar accepts them (the kernel caps it at
+``net.core.somaxconn``); past it a client's connect fails with EAGAIN and the client retries."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,10 @@ class ServerSettings:
     socket_path: Path
     max_body_bytes: int = 32 * 1024 * 1024
     """Largest request accepted, in bytes; larger ones get ``payload_too_large``."""
+    max_response_bytes: int = 64 * 1024 * 1024
+    """Largest reply sent, in bytes; a larger one is replaced by ``payload_too_large``.
+    List pages are cut far below it (``backends.listing.PAGE_BYTES``); only a single record
+    whose pending writes outgrew it meets this limit."""
     max_deadline_seconds: float = 60.0
     """Upper bound on a request's run time, whatever deadline the caller sent."""
     shutdown_grace_seconds: float = 20.0
@@ -135,22 +157,30 @@ class FrameProtocol(asyncio.Protocol):
         inflight: InFlight,
         tasks: RequestTasks,
         connections: Connections | None = None,
+        max_response: int = ServerSettings.max_response_bytes,
     ) -> None:
         self._dispatcher = dispatcher
         self._connections = connections
         self._draining = False
         self._tasks = tasks
         self._max_body = max_body
+        self._max_response = max_response
         self._inflight = inflight
         self._buf = bytearray()
         self._preface_ok = False
         self._skip = 0
         self._queue: collections.deque[Pending] = collections.deque()
         self._busy = False
+        self._held = False
+        """Serving stopped until the client reads its replies (``busy`` stays set)."""
+        self._writes_paused = False
+        self._reading_paused = False
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        assert self._transport is not None
+        self._transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
         if self._connections is not None:
             self._connections.add(self)
 
@@ -172,6 +202,30 @@ class FrameProtocol(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+    def pause_writing(self) -> None:
+        self._writes_paused = True
+        self._pace_reading()
+
+    def resume_writing(self) -> None:
+        self._writes_paused = False
+        if self._held:
+            self._held = False
+            self._serve(self._queue.popleft() if self._queue else None)
+        self._pace_reading()
+
+    def _pace_reading(self) -> None:
+        """Read only while replies are drained and few requests wait (back-pressure)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._draining:
+            return
+        stop = self._writes_paused or len(self._queue) >= MAX_QUEUED
+        if stop != self._reading_paused:
+            self._reading_paused = stop
+            if stop:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._draining:
@@ -204,6 +258,7 @@ class FrameProtocol(asyncio.Protocol):
             payload = bytes(buf[_HEADER.size : end])
             del buf[:end]
             self._submit(payload)
+            self._pace_reading()
 
     def _read_preface(self) -> bool:
         if len(self._buf) < len(framing.PREFACE):
@@ -231,6 +286,10 @@ class FrameProtocol(asyncio.Protocol):
     def _serve(self, pending: Pending | None) -> None:
         """Answer ``pending`` and then the queued requests, until one has to wait."""
         while pending is not None:
+            if self._writes_paused:  # resume_writing serves it once the client reads
+                self._queue.appendleft(pending)
+                self._busy = self._held = True
+                return
             if isinstance(pending, tuple):
                 self._respond(*pending)
             elif self._start(pending):
@@ -241,19 +300,29 @@ class FrameProtocol(asyncio.Protocol):
         if self._draining and self._transport is not None:
             self._transport.close()  # a request boundary: written replies are flushed first
 
+    @functools.cached_property
+    def _peer(self) -> Peer | None:
+        """The connecting process, which the replies remembered for retries are keyed by."""
+        return None if self._transport is None else peer_of(self._transport)
+
     def _start(self, payload: bytes) -> bool:
         """Answer one request, or start its task and a timer for its deadline; True if
         the answer has to wait for the task."""
         try:
-            route, deadline_ms, body = framing.parse_request(payload)
+            route, deadline_ms, body, request_id = framing.parse_request(payload)
         except errors.SidecarError as exc:
             self._respond(exc.status, exc.to_wire())
             return False
-        task = self._tasks.start(self._dispatcher.serve(route, body, wire=True))
+        peer = None if request_id is None else self._peer
+        budget = self._dispatcher.budget(deadline_ms)
+        serving = self._dispatcher.serve(
+            route, body, wire=True, request_id=request_id, peer=peer, budget=budget
+        )
+        task = self._tasks.start(serving)
         if task.done():  # answered during its eager start
             self._respond(*self._outcome(route, task))
             return False
-        timer = task.get_loop().call_later(self._dispatcher.budget(deadline_ms), task.cancel)
+        timer = task.get_loop().call_later(budget, task.cancel)
         self._inflight.enter()
         task.add_done_callback(functools.partial(self._finished, route, timer))
         return True
@@ -263,13 +332,52 @@ class FrameProtocol(asyncio.Protocol):
         self._inflight.leave()
         self._respond(*self._outcome(route, task))
         self._serve(self._queue.popleft() if self._queue else None)
+        self._pace_reading()
 
     def _outcome(self, route: str, task: asyncio.Task[Answer]) -> Answer:
         return self._dispatcher.late(route) if task.cancelled() else task.result()
 
     def _respond(self, status: int, body: Any) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(framing.frame([status, body]))
+            reply = framing.frame([status, body])
+            if len(reply) - _HEADER.size > self._max_response:
+                exc = response_too_large(len(reply) - _HEADER.size, self._max_response)
+                reply = framing.frame([exc.status, exc.to_wire()])
+            self._transport.write(reply)
+
+
+def response_too_large(size: int, limit: int) -> errors.PayloadTooLarge:
+    """The error that replaces a reply over the response limit."""
+    return errors.PayloadTooLarge(
+        f"the reply is {size} bytes, over the sidecar's {limit}-byte response limit "
+        "(--max-response-bytes); prune the checkpoint's pending writes or raise the limit"
+    )
+
+
+class TypedHTTPErrors(web_protocol.RequestHandler):
+    """aiohttp's HTTP/1.1 protocol, answering what it cannot parse (a garbled request line,
+    bad headers) with the typed ``{"code", "message"}`` body of every other refusal instead
+    of aiohttp's plain text; the connection is closed after it."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        kind = errors.PayloadTooLarge if status == 413 else errors.RequestRejected
+        refusal = kind(f"not an HTTP/1.1 request the sidecar can read: {message or exc}")
+        log.warning("refused an unreadable HTTP request", extra={"error": type(exc).__name__})
+        response = web.Response(
+            status=refusal.status, body=framing.pack(refusal.to_wire()), content_type=CONTENT_TYPE
+        )
+        response.force_close()
+        return response
 
 
 class _Sniffer(asyncio.Protocol):
@@ -338,7 +446,9 @@ async def bind_socket(
     staging = path.with_name(f".{path.name}.{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         staging.unlink()
-    server = await asyncio.get_running_loop().create_unix_server(factory, path=str(staging))
+    server = await asyncio.get_running_loop().create_unix_server(
+        factory, path=str(staging), backlog=LISTEN_BACKLOG
+    )
     os.chmod(staging, 0o660)
     os.replace(staging, path)
     return server
@@ -370,15 +480,27 @@ class SocketServer:
         await self._runner.setup()
         http = self._runner.server
         assert http is not None
+        loop = asyncio.get_running_loop()
+
+        def typed_http() -> asyncio.Protocol:
+            # access_log=None as the runner is built with: no access log.
+            return TypedHTTPErrors(http, loop=loop, access_log=None)  # type: ignore[arg-type]
+
         max_body = self.settings.max_body_bytes
+        max_response = self.settings.max_response_bytes
 
         def frames() -> FrameProtocol:
             return FrameProtocol(
-                self._dispatcher, max_body, self._inflight, self._tasks, self._connections
+                self._dispatcher,
+                max_body,
+                self._inflight,
+                self._tasks,
+                self._connections,
+                max_response,
             )
 
         def factory() -> asyncio.Protocol:
-            return _Sniffer(frames, http, self.settings.peers)
+            return _Sniffer(frames, typed_http, self.settings.peers)
 
         if self._probe_runner is not None:
             await self._probe_runner.setup()

@@ -94,7 +94,11 @@ async def serve(
     await sidecar.start(provision=provision)
     try:
         http_app = app_module.build_app(
-            sidecar.dispatcher, sidecar.metrics, sidecar.backends, settings.max_body_bytes
+            sidecar.dispatcher,
+            sidecar.metrics,
+            sidecar.backends,
+            settings.max_body_bytes,
+            settings.max_response_bytes,
         )
         probe_app = (
             app_module.build_probe_app(sidecar.metrics, sidecar.backends)

@@ -14,6 +14,8 @@ from . import messages as m
 
 PROTOCOL_VERSION = 1
 PROTOCOL_HEADER = "X-AgentPersistence-Protocol"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""The HTTP twin of a request frame's request id (see ``framing``)."""
 CONTENT_TYPE = "application/msgpack"
 
 Req = TypeVar("Req")
@@ -66,3 +68,12 @@ ROUTES: dict[str, Route[object, object]] = {
         CACHE_CLEAR,
     )
 }
+
+MUTATING = frozenset(ROUTES) - {
+    r.name for r in (READY, CHECKPOINT_GET_TUPLE, CHECKPOINT_LIST, CACHE_GET)
+}
+"""Routes that change stored state. Their requests carry a request id, and the sidecar
+answers a retry of one with the reply it already gave: even the ones keyed by id (a
+checkpoint, a write) would otherwise be applied again after another client's delete, and
+a retried store or cache put would overwrite a newer value. A ``store.batch`` carries an
+id only when it holds a put or delete."""

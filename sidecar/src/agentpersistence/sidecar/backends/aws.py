@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -26,6 +27,7 @@ from agentpersistence.client.protocol.errors import (
     SidecarError,
 )
 
+from .. import deadlines
 from ..settings import AwsClientSettings
 
 _MAX_DETAIL = 200
@@ -139,6 +141,33 @@ def client_config(settings: AwsClientSettings) -> AioConfig:
         read_timeout=settings.read_timeout_seconds,
         max_pool_connections=settings.max_connections,
     )
+
+
+BACKOFF_MAX_S = 20.0
+"""botocore's longest wait between two attempts (its standard and adaptive modes)."""
+
+
+def bound_retries(client: Any) -> None:
+    """Let ``client`` retry only while the request it serves has time for another attempt.
+
+    botocore backs off up to ``min(2 ** (attempt - 1), 20)`` seconds between attempts, so an
+    unreachable endpoint would keep a call retrying past the caller's deadline, which then
+    gets ``DeadlineExceeded`` and no cause. Stopping earlier (see :mod:`..deadlines`) lets the
+    last failure reach the caller as ``BackendUnavailable`` naming the endpoint.
+    """
+    service = client.meta.service_model.service_id.hyphenize()
+    # First among the handlers of botocore's own event: a False there vetoes the retry.
+    client.meta.events.register_first(
+        f"needs-retry.{service}", _retry_in_time, unique_id="agentpersistence-deadline"
+    )
+
+
+def _retry_in_time(attempts: int, **_: Any) -> bool | None:
+    """False (no retry) when botocore's next wait could leave no time to answer; None
+    leaves the decision to botocore's retry handler."""
+    if deadlines.may_wait(min(2.0 ** (attempts - 1), BACKOFF_MAX_S)):
+        return None
+    return False
 
 
 def region(settings: AwsClientSettings) -> str | None:

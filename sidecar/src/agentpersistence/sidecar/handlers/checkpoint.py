@@ -9,6 +9,7 @@ from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import routes as r
 from agentpersistence.client.protocol import rules
 
+from ..backends import listing
 from ..backends.base import CheckpointBackend
 from .base import RouteHandler, RouteTable
 
@@ -20,7 +21,7 @@ def checkpoint_routes(backend: CheckpointBackend) -> RouteTable:
         return m.GetTupleResponse(await backend.get_tuple(req))
 
     async def list_(req: m.ListRequest) -> m.ListResponse:
-        return await backend.list(req)
+        return listing.capped(await backend.list(req))
 
     async def put(req: m.PutRequest) -> m.Empty:
         rules.parse_metadata(req.record.metadata)

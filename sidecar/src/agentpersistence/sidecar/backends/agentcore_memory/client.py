@@ -47,6 +47,7 @@ class MemoryClient:
                     config=aws.client_config(self.settings),
                 )
             )
+            aws.bound_retries(self._client)
         self._stack = stack
         log.info("AgentCore client ready", extra={"memory": self.memory_id})
 

@@ -58,6 +58,7 @@ class SessionsClient:
                     config=aws.client_config(self.settings),
                 )
             )
+            aws.bound_retries(self._client)
         self._stack = stack
         log.info("Bedrock Agent Runtime client ready")
 

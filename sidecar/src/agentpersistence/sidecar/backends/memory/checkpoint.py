@@ -72,14 +72,16 @@ class MemoryCheckpointBackend(CheckpointBackend):
         limit = rules.check_page_limit(request.limit)
         wanted = rules.parse_filter(request.filter)
         page: list[m.CheckpointRecord] = []
+        size = 0
         for position in self._positions(request, decode_cursor(request.cursor)):
             ns = self._threads[position[0]][position[1]]
             record = ns.records[position[2]]
             if wanted and not rules.metadata_matches(rules.parse_metadata(record.metadata), wanted):
                 continue
-            if len(page) == limit:
+            if len(page) == limit or size >= listing.PAGE_BYTES:
                 return m.ListResponse(page, encode_cursor(listing.position(page[-1])))
             page.append(ns.full(position[2]))
+            size += listing.record_bytes(page[-1])
         return m.ListResponse(page, None)
 
     def _positions(

@@ -1,7 +1,9 @@
 -- One thread's part of a list page, in the shared order: namespaces ascending, ids descending.
 -- KEYS[1] thread base. ARGV: ns (opt; nil = every namespace), after ns (opt), after id (opt),
 -- checkpoint id (opt), before id (opt), filter JSON (opt), records wanted, most ids to examine,
--- namespace bound (opt; only namespaces below it, for a listing that starts at `after ns`).
+-- namespace bound (opt; only namespaces below it, for a listing that starts at `after ns`),
+-- bytes wanted (the page ends once the records found carry this many bytes of field values,
+-- at least one record in).
 -- Returns {status, last ns, last id, {ns, id, fields}...}. status: 'full' when the records
 -- wanted were found and another checkpoint follows; 'done' when the thread has nothing more;
 -- 'budget' when the examined ids ran out: continue after (last ns, last id), the last examined.
@@ -11,6 +13,7 @@ local base = KEYS[1]
 local only_ns, after_ns, after_id = opt(ARGV[1]), opt(ARGV[2]), opt(ARGV[3])
 local only_id, before, filter_json = opt(ARGV[4]), opt(ARGV[5]), opt(ARGV[6])
 local wanted, left, below = tonumber(ARGV[7]), tonumber(ARGV[8]), opt(ARGV[9] or '')
+local bytes_left = tonumber(ARGV[10])
 local filter = filter_json and cjson.decode(filter_json)
 local out = {'done', '', ''}
 local found = 0
@@ -48,7 +51,7 @@ local function visit(ns, id)
   left = left - 1
   local key = cp_key(base, ns, id)
   local alive = nil
-  if found == wanted then
+  if found == wanted or (found > 0 and bytes_left <= 0) then
     if redis.call('HEXISTS', key, 'checkpoint') == 1 then return 'full' end
   else
     local metadata = filter and redis.call('HGET', key, 'metadata')
@@ -59,6 +62,7 @@ local function visit(ns, id)
       if has_checkpoint(fields) then
         out[#out + 1] = {ns, id, fields}
         found = found + 1
+        for i = 2, #fields, 2 do bytes_left = bytes_left - #fields[i] end
       end
     end
   end

@@ -23,6 +23,7 @@ from typing import Any
 from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import rules
 
+from .. import listing
 from ..base import ListPosition, decode_cursor, encode_cursor
 from . import records, scripts
 from .connection import Arg, Command, Connection, evalsha
@@ -49,10 +50,12 @@ class _Page:
     """Commands still to send with the next script call."""
     along_replies: list[Any] | None = None
     records: list[m.CheckpointRecord] = field(default_factory=list)
+    size: int = 0
+    """Bytes of the records' blobs, against ``listing.PAGE_BYTES``."""
 
     @property
     def full(self) -> bool:
-        return len(self.records) >= self.limit
+        return len(self.records) >= self.limit or self.size >= listing.PAGE_BYTES
 
     def offer(self, record: m.CheckpointRecord) -> None:
         """Keep ``record`` if it matches the filter (the exact rule; the script's is looser)."""
@@ -60,6 +63,7 @@ class _Page:
             rules.parse_metadata(record.metadata), self.filter
         ):
             self.records.append(record)
+            self.size += listing.record_bytes(record)
 
 
 class Lister:
@@ -136,6 +140,7 @@ class Lister:
                 page.limit - len(page.records),
                 SCAN_BUDGET,
                 scripts.optional(scope.below),
+                listing.PAGE_BYTES - page.size,
             ]
             script = evalsha(scripts.LIST, [self.keys.thread_base(thread_id)], args)
             *along, reply = await self.conn.run(*page.along, script)
