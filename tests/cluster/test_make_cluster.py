@@ -104,8 +104,8 @@ def test_make_cluster_runs_the_operator_and_cluster_down_leaves_nothing(
     kubectl = [str(cluster.bin_dir() / "kubectl"), f"--kubeconfig={Layout.default().kubeconfig}"]
     pods = subprocess.run([*kubectl, "get", "pods", "-A"], capture_output=True, text=True)
     operator = [line for line in pods.stdout.splitlines() if line.startswith("agentpersistence ")]
-    assert len(operator) == 1, pods.stdout
-    assert re.search(r"\s1/1\s+Running\s", operator[0]), pods.stdout
+    assert len(operator) == 2, pods.stdout  # the chart's default: two replicas
+    assert all(re.search(r"\s1/1\s+Running\s", line) for line in operator), pods.stdout
 
     volumes = """
 apiVersion: v1

@@ -76,9 +76,25 @@ def _wait_for_grants(kube: KubeControlPlane, kubeconfig: Path, timeout: float = 
         time.sleep(0.2)
 
 
+CHART = Path(__file__).resolve().parents[2] / "charts" / "agentpersistence"
+PEERING_CRDS = CHART / "crds" / "kopf.dev_peerings.yaml"
+
+
+@pytest.fixture(scope="session")
+def kopf_peering_crds(kube_control_plane: KubeControlPlane) -> None:
+    """kopf's peering CRDs, as the chart ships them: the chart's RBAC names their kinds and
+    its replicas peer through them."""
+    kube = kube_control_plane
+    kube.kubectl("apply", "--server-side", "--field-manager=tests", "-f", str(PEERING_CRDS))
+    for name in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{name}")
+
+
 @pytest.fixture(scope="session")
 def chart_rbac_identity(
-    kube_control_plane: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory
+    kube_control_plane: KubeControlPlane,
+    kopf_peering_crds: None,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ChartIdentity]:
     """The chart's RBAC applied for a release in a fresh namespace, and its identity."""
     kube = kube_control_plane

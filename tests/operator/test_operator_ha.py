@@ -37,8 +37,6 @@ from rig.operator import POD_CREATION, Cluster, OperatorProcess, eventually, uni
 
 pytestmark = pytest.mark.controlplane
 
-REPO = Path(__file__).resolve().parents[2]
-PEERING_CRDS = REPO / "charts" / "agentpersistence" / "crds" / "kopf.dev_peerings.yaml"
 IMAGE = "registry.invalid/agentpersistence-sidecar:ha"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -244,6 +242,7 @@ def write_certificates(kube: KubeControlPlane, directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def replicas(
     kube_control_plane: KubeControlPlane,
+    kopf_peering_crds: None,
     crd: str,
     namespace: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -251,8 +250,6 @@ def replicas(
     """kopf's peering CRDs (the chart's), the peering object the chart would create, and a
     place to start replicas; every replica started is stopped at the end."""
     kube = kube_control_plane
-    kube.kubectl("apply", "--server-side", "--field-manager=tests", "-f", str(PEERING_CRDS))
-    kube.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev")
     peering = unique("ap-ha")
     kube.apply(
         {
