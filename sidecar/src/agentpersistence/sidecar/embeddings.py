@@ -23,6 +23,7 @@ from agentpersistence.client.protocol import messages as m
 from agentpersistence.client.protocol import store_rules
 from agentpersistence.client.protocol.errors import BackendUnavailable, RequestRejected
 
+from .backends import aws
 from .settings import EmbedSettings, IndexSettings
 
 _BEDROCK_CONCURRENCY = 8
@@ -59,6 +60,7 @@ class BedrockEmbedder:
                     f"cannot create a Bedrock client: {exc} (set AWS_REGION)"
                 ) from None
             self._context = context
+            aws.bound_retries(self._client)  # the cause, not a bare deadline, reaches the caller
         return self._client
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
