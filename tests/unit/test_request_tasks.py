@@ -65,7 +65,9 @@ def _protocol(tasks: eventloop.RequestTasks) -> tuple[FrameProtocol, _Transport,
     return protocol, transport, inflight
 
 
-READY_FRAME = framing.request_frame(routes.READY.name, 5000, {})
+GET_FRAME = framing.request_frame(routes.CHECKPOINT_GET_TUPLE.name, 5000, {"thread_id": "t"})
+"""A hot-path request the memory backend answers without waiting (readiness is not one: it
+checks every backend concurrently)."""
 
 
 def test_the_sidecar_runs_on_uvloop_with_eager_starts_from_3_12(
@@ -83,7 +85,7 @@ def test_a_request_that_needs_no_wait_is_answered_inside_data_received(
 ) -> None:
     async def serve() -> tuple[int, int]:
         protocol, transport, inflight = _protocol(eventloop.request_tasks())
-        protocol.data_received(READY_FRAME)
+        protocol.data_received(GET_FRAME)
         at_once = len(transport.frames)
         await asyncio.wait_for(transport.answered.wait(), 5)
         await inflight.wait_idle()
@@ -107,7 +109,7 @@ def test_a_loop_that_refuses_eager_starts_gets_ordinary_tasks_and_a_warning(
     async def serve() -> tuple[bool, int]:
         tasks = eventloop.request_tasks()
         protocol, transport, _ = _protocol(tasks)
-        protocol.data_received(READY_FRAME)
+        protocol.data_received(GET_FRAME)
         await asyncio.wait_for(transport.answered.wait(), 5)
         return tasks.eager, transport.frames[0][0]
 
@@ -130,7 +132,7 @@ def test_a_task_that_cannot_start_leaves_nothing_in_flight(
     async def serve() -> int:
         protocol, _, inflight = _protocol(eventloop.RequestTasks(broken, eager=True))
         with pytest.raises(TypeError, match="cannot start"):
-            protocol.data_received(READY_FRAME)
+            protocol.data_received(GET_FRAME)
         await asyncio.wait_for(inflight.wait_idle(), 1)
         return inflight.count
 
