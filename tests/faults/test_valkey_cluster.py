@@ -30,11 +30,10 @@ from rig.store import DIFF_DIMS, StoreSidecar
 from rig.valkey import (
     CACHE_ACL,
     CHECKPOINT_ACL,
-    CLUSTER_ACL,
     LOOPBACK,
     STORE_ACL,
     ValkeyClusterProcesses,
-    acl_rules,
+    add_cluster_users,
     search_module_path,
     start_valkey_cluster,
 )
@@ -176,15 +175,7 @@ async def test_minimal_acl_users_serve_every_block_on_a_cluster(
         "store": [*STORE_ACL, "+ft.create"],
         "cache": CACHE_ACL,
     }
-    for node in cluster.nodes:
-        admin = valkey.Valkey(host=LOOPBACK, port=node.port)
-        try:
-            admin.execute_command("ACL", "LOG", "RESET")
-            for user, commands in users.items():
-                rules = acl_rules(PASSWORD, prefix, [*commands, *CLUSTER_ACL])
-                admin.execute_command("ACL", "SETUSER", user, *rules)
-        finally:
-            admin.close()
+    add_cluster_users(cluster, PASSWORD, prefix, users)
 
     def block(user: str) -> dict[str, Any]:
         port = cluster.nodes[0].port

@@ -45,11 +45,10 @@ from rig.sidecar import SidecarProcess
 from rig.valkey import (
     CACHE_ACL,
     CHECKPOINT_ACL,
-    CLUSTER_ACL,
     LOOPBACK,
     STORE_ACL,
     ValkeyClusterProcesses,
-    acl_rules,
+    add_cluster_users,
     start_valkey_cluster,
 )
 
@@ -85,14 +84,7 @@ def sidecar(
     included: the clients follow ``ASK`` as those users)."""
     no_search = [c for c in STORE_ACL if not c.startswith("+ft.")]  # no module loaded here
     users = {"saver": CHECKPOINT_ACL, "store": no_search, "cache": CACHE_ACL}
-    for node in cluster.nodes:
-        admin = valkey.Valkey(host=LOOPBACK, port=node.port)
-        try:
-            for user, commands in users.items():
-                rules = acl_rules(PASSWORD, PREFIX, [*commands, *CLUSTER_ACL])
-                admin.execute_command("ACL", "SETUSER", user, *rules)
-        finally:
-            admin.close()
+    add_cluster_users(cluster, PASSWORD, PREFIX, users)
 
     def block(user: str) -> dict[str, str]:
         port = cluster.nodes[0].port

@@ -482,6 +482,22 @@ def acl_rules(password: str, prefix: str, commands: Sequence[str]) -> list[str]:
     return ["reset", "on", f">{password}", f"~{prefix}:*", "resetchannels", "-@all", *commands]
 
 
+def add_cluster_users(
+    cluster: ValkeyClusterProcesses, password: str, prefix: str, users: dict[str, list[str]]
+) -> None:
+    """Make each user on every node of ``cluster`` (ACLs are per node), holding its commands
+    and ``CLUSTER_ACL``, with an empty ``ACL LOG``."""
+    for node in cluster.nodes:
+        admin = valkey.Valkey(host=LOOPBACK, port=node.port)
+        try:
+            admin.execute_command("ACL", "LOG", "RESET")
+            for user, commands in users.items():
+                rules = acl_rules(password, prefix, [*commands, *CLUSTER_ACL])
+                admin.execute_command("ACL", "SETUSER", user, *rules)
+        finally:
+            admin.close()
+
+
 Rewrite = Callable[[list[bytes]], list[bytes]]
 """A change to each command a client sends through :func:`tls_proxy` (its arguments)."""
 
